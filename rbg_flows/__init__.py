@@ -1,0 +1,1 @@
+"""rbg_flows: RoleBasedGroup orchestration on Temporal."""

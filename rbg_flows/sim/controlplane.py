@@ -1,0 +1,246 @@
+"""Run etcd, kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1.
+
+State (etcd data, PKI, chosen ports, logs) lives in one directory and is kept between runs, so a
+restarted cluster comes back with its objects, its identity and its address.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+
+from rbg_flows.sim.build import SimBinaries
+from rbg_flows.sim.kubeconfig import build_kubeconfig, write_atomic
+from rbg_flows.sim.pki import ClusterPki, ensure_pki
+from rbg_flows.sim.procs import ManagedProcess, free_port
+
+log = structlog.get_logger(__name__)
+
+
+class StartError(RuntimeError):
+    pass
+
+
+@dataclass
+class ControlPlaneConfig:
+    state_dir: Path
+    port: int = 0
+    # Seconds a pod tolerates its node being NotReady/unreachable before eviction (real default 300).
+    toleration_seconds: int = 10
+    node_monitor_grace_seconds: int = 20
+    api_qps: int = 300
+    extra_apiserver_flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Ports:
+    apiserver: int
+    etcd_client: int
+    etcd_peer: int
+
+    @classmethod
+    def load_or_pick(cls, path: Path, requested_api_port: int) -> Ports:
+        # Reusing the previous ports keeps the cluster address stable across restarts and keeps etcd's
+        # stored peer URL valid; a port now taken by someone else is replaced by a free one.
+        old: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        api_pref = requested_api_port or old.get("apiserver", 0)
+        ports = cls(
+            apiserver=free_port(api_pref),
+            etcd_client=free_port(old.get("etcd_client", 0)),
+            etcd_peer=free_port(old.get("etcd_peer", 0)),
+        )
+        if requested_api_port and ports.apiserver != requested_api_port:
+            raise StartError(f"port {requested_api_port} is not free on 127.0.0.1")
+        path.write_text(json.dumps(ports.__dict__))
+        return ports
+
+
+class ControlPlane:
+    def __init__(self, binaries: SimBinaries, config: ControlPlaneConfig):
+        self.bins = binaries
+        self.cfg = config
+        self.dir = config.state_dir
+        self.pki: ClusterPki | None = None
+        self.ports: Ports | None = None
+        self.procs: list[ManagedProcess] = []
+
+    # -- paths -----------------------------------------------------------------------------------
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "kubeconfigs" / "admin.yaml"
+
+    @property
+    def server_url(self) -> str:
+        assert self.ports
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    def kubeconfig_for(self, stem: str, user: str) -> Path:
+        assert self.pki
+        path = self.dir / "kubeconfigs" / f"{stem}.yaml"
+        write_atomic(path, build_kubeconfig(self.server_url, self.pki.ca, user=user,
+                                            cert=self.pki.cert(stem), key=self.pki.key(stem)))
+        return path
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, timeout: float = 120.0) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pki = ensure_pki(self.dir / "pki")
+        self.ports = Ports.load_or_pick(self.dir / "ports.json", self.cfg.port)
+        deadline = time.monotonic() + timeout
+        try:
+            self._start_etcd(deadline)
+            self._start_apiserver(deadline)
+            self.kubeconfig_for("admin", "admin")
+            self._start_controllers()
+            self._wait_default_service_account(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+    def check(self) -> None:
+        """Raise if a component died (with the end of its log)."""
+        for proc in self.procs:
+            if not proc.alive():
+                raise StartError(f"{proc.name} exited; last lines of {proc.log_path}:\n{proc.tail()}")
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, self.dir / "logs" / f"{name}.log")
+        proc.start()
+        self.procs.append(proc)
+        log.debug("started", component=name, pid=proc.pid)
+        return proc
+
+    def _wait(self, what: str, probe: Any, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            self.check()
+            if probe():
+                return
+            time.sleep(0.1)
+        raise StartError(f"timed out waiting for {what}")
+
+    def _start_etcd(self, deadline: float) -> None:
+        assert self.ports
+        client = f"http://127.0.0.1:{self.ports.etcd_client}"
+        peer = f"http://127.0.0.1:{self.ports.etcd_peer}"
+        data = self.dir / "etcd"
+        self._spawn("etcd", [
+            str(self.bins.path("etcd")), "--name", "sim", "--data-dir", str(data),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"sim={peer}", "--unsafe-no-fsync=true",
+            "--quota-backend-bytes", str(4 * 1024**3), "--log-level", "warn",
+        ])
+        self._wait("etcd", lambda: _http_ok(f"{client}/health"), deadline)
+
+    def _start_apiserver(self, deadline: float) -> None:
+        assert self.pki and self.ports
+        pki = self.pki
+        tol = str(self.cfg.toleration_seconds)
+        self._spawn("kube-apiserver", [
+            str(self.bins.path("kube-apiserver")),
+            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports.apiserver}",
+            f"--cert-dir={self.dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
+            f"--client-ca-file={pki.ca}",
+            f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+            f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.0.0.0/16",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,"
+            "DefaultTolerationSeconds,Priority,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,"
+            "ResourceQuota,NodeRestriction",
+            f"--default-not-ready-toleration-seconds={tol}",
+            f"--default-unreachable-toleration-seconds={tol}",
+            "--allow-privileged=true",
+            f"--requestheader-client-ca-file={pki.front_proxy_ca}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
+            "--profiling=false", "--v=1",
+            *self.cfg.extra_apiserver_flags,
+        ])
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        ctx.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
+        self._ssl = ctx
+        self._wait("kube-apiserver /readyz", lambda: _http_ok(f"{self.server_url}/readyz", ctx), deadline)
+
+    def _start_controllers(self) -> None:
+        assert self.pki
+        pki = self.pki
+        qps, burst = str(self.cfg.api_qps), str(self.cfg.api_qps * 2)
+        kcm = self.kubeconfig_for("controller-manager", "system:kube-controller-manager")
+        self._spawn("kube-controller-manager", [
+            str(self.bins.path("kube-controller-manager")),
+            f"--kubeconfig={kcm}", f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
+            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca}",
+            f"--cluster-signing-cert-file={pki.ca}", f"--cluster-signing-key-file={pki.ca_key}",
+            "--use-service-account-credentials=true", "--controllers=*", "--leader-elect=false",
+            "--bind-address=127.0.0.1", "--secure-port=0",
+            "--node-monitor-period=2s",
+            f"--node-monitor-grace-period={self.cfg.node_monitor_grace_seconds}s",
+            f"--kube-api-qps={qps}", f"--kube-api-burst={burst}",
+            "--concurrent-statefulset-syncs=10", "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10", "--concurrent-gc-syncs=40",
+            "--v=1",
+        ])
+        sched_kc = self.kubeconfig_for("scheduler", "system:kube-scheduler")
+        sched_cfg = self.dir / "scheduler-config.yaml"
+        write_atomic(sched_cfg, {
+            "apiVersion": "kubescheduler.config.k8s.io/v1",
+            "kind": "KubeSchedulerConfiguration",
+            "clientConnection": {"kubeconfig": str(sched_kc), "qps": float(qps), "burst": int(burst)},
+            "leaderElection": {"leaderElect": False},
+        })
+        self._spawn("kube-scheduler", [
+            str(self.bins.path("kube-scheduler")), f"--config={sched_cfg}",
+            f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
+            "--bind-address=127.0.0.1", "--secure-port=0", "--v=1",
+        ])
+
+    def _wait_default_service_account(self, deadline: float) -> None:
+        url = f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"
+        self._wait("the default service account", lambda: _http_ok(url, self._ssl), deadline)
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def clean_state(state_dir: Path) -> None:
+    """Forget the cluster (`--clean`): its data, PKI and ports."""
+    for name in ("etcd", "pki", "ports.json", "kubeconfigs", "apiserver-certs", "logs"):
+        path = state_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
