@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 GPU = "nvidia.com/gpu"
 CLIQUE = "nvidia.com/gpu.clique"
@@ -21,12 +29,25 @@ ZONE = "topology.kubernetes.io/zone"
 REGION = "topology.kubernetes.io/region"
 SIM_NODE_LABEL = "sim.rbg.x-k8s.io/node"
 
-_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]i?|Ki)?$")
+_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class TopologyError(ValueError):
     """A malformed topology file; the message names the field path and the reason."""
+
+
+def _quantity(v: object) -> str:
+    # YAML reads `cpu: 32` as an int; Kubernetes accepts that spelling, so numbers are taken as strings.
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise ValueError(f"{v!r} is not a Kubernetes quantity")
+    if not _QUANTITY.match(str(v)):
+        raise ValueError(f"{str(v)!r} is not a Kubernetes quantity")
+    return str(v)
+
+
+# Validated per value, so an error's path names the resource (`nodes[0].capacity.cpu`).
+Quantity = Annotated[str, BeforeValidator(_quantity)]
 
 
 class Taint(BaseModel):
@@ -43,7 +64,8 @@ class NodeGroup(BaseModel):
     name: str
     count: int = Field(1, ge=1)
     numbered: bool | None = None
-    capacity: dict[str, str] = Field(default_factory=lambda: {"cpu": "32", "memory": "256Gi", "pods": "110"})
+    capacity: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "32", "memory": "256Gi", "pods": "110"})
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
 
@@ -57,11 +79,8 @@ class NodeGroup(BaseModel):
     @field_validator("capacity")
     @classmethod
     def _capacity(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, qty in v.items():
-            if not _QUANTITY.match(str(qty)):
-                raise ValueError(f"capacity {key}={qty!r} is not a Kubernetes quantity")
         v.setdefault("pods", "110")
-        return {k: str(q) for k, q in v.items()}
+        return v
 
     def node_names(self) -> list[str]:
         numbered = self.numbered if self.numbered is not None else self.count > 1

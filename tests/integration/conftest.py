@@ -1,0 +1,125 @@
+"""Integration fixtures: one sim (real control plane + node simulator) per session, a namespace per test.
+
+With RBG_TEST_KUBECONFIG set, the tests run against that cluster instead; the node simulator then
+registers its fake GPU nodes there, and tests that need the fault proxy are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rbg_flows.kube.client import KubeClient
+from rbg_flows.sim.build import ensure_binaries
+from rbg_flows.sim.procs import ManagedProcess
+
+SIM_READY_DELAY = 0.5
+START_TIMEOUT = 180.0
+
+
+@dataclass
+class SimCluster:
+    kubeconfig: Path
+    kubectl: Path
+    external: bool
+    info: dict[str, Any]
+    state_dir: Path | None
+    process: ManagedProcess | None
+
+    @property
+    def fault_proxy_control(self) -> str | None:
+        return self.info.get("faultProxyControl")
+
+    @property
+    def direct_kubeconfig(self) -> Path:
+        """Admin kubeconfig that bypasses the fault proxy (the sim only)."""
+        if self.state_dir is None:
+            return self.kubeconfig
+        return self.state_dir / "kubeconfigs" / "admin.yaml"
+
+    def kubectl_run(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True, check=check, input=input, timeout=120)
+
+
+def wait_for_file(path: Path, proc: ManagedProcess, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited before it was ready:\n{proc.tail(40)}")
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"{proc.name} not ready after {timeout}s:\n{proc.tail(40)}")
+        time.sleep(0.1)
+
+
+def start_sim(base: Path, *extra: str) -> tuple[ManagedProcess, Path]:
+    kubeconfig = base / "kubeconfig"
+    proc = ManagedProcess(
+        "sim", [sys.executable, "-m", "rbg_flows.cli", "sim", "serve", f"--kubeconfig={kubeconfig}",
+                f"--state-dir={base / 'state'}", *extra],
+        base / "sim.log")
+    proc.start()
+    wait_for_file(kubeconfig, proc, START_TIMEOUT)
+    return proc, kubeconfig
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+    bins = ensure_binaries()  # builds once, cached afterwards
+    external = os.environ.get("RBG_TEST_KUBECONFIG")
+    base = tmp_path_factory.mktemp("sim")
+    if external:
+        nodes = ManagedProcess(
+            "node-simulator", [sys.executable, "-m", "rbg_flows.cli", "sim", "nodes",
+                               f"--ready-delay={SIM_READY_DELAY}"],
+            base / "nodes.log", env={**os.environ, "KUBECONFIG": external})
+        nodes.start()
+        yield SimCluster(Path(external), bins.path("kubectl"), True, {}, None, nodes)
+        nodes.stop()
+        return
+    proc, kubeconfig = start_sim(base, "--fault-proxy", f"--ready-delay={SIM_READY_DELAY}",
+                                 "--toleration-seconds=5")
+    info = json.loads((base / "state" / "sim.json").read_text())
+    yield SimCluster(kubeconfig, bins.path("kubectl"), False, info, base / "state", proc)
+    proc.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+async def kube(sim: SimCluster) -> AsyncIterator[KubeClient]:
+    client = await KubeClient.from_kubeconfig(sim.direct_kubeconfig)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    short = request.node.name.split("[")[0].replace("_", "-")[:40].strip("-").lower()
+    name = f"t-{short}-{uuid.uuid4().hex[:5]}"
+    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                             "metadata": {"name": name}})
+    yield name
+    await kube.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def fault_proxy(sim: SimCluster) -> str:
+    if not sim.fault_proxy_control:
+        pytest.skip("needs the sim's API fault proxy (not available on an external cluster)")
+    return sim.fault_proxy_control
+
+
+def manifest(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
