@@ -72,7 +72,7 @@ class NodeSimulatorConfig:
     def interval(self, nodes: int) -> float:
         if self.renew_interval is not None:
             return self.renew_interval
-        return max(self.lease_duration / 4, min(self.lease_duration / 2, nodes / 100))
+        return max(self.lease_duration / 4, min(self.lease_duration / 2, nodes / 50))
 
 
 class NodeSimulator:

@@ -7,7 +7,7 @@ import pytest
 from rbg_flows.sim.nodesim import NodeSimulatorConfig
 
 
-@pytest.mark.parametrize("nodes", [1, 18, 100, 500])
+@pytest.mark.parametrize("nodes", [1, 18, 100, 200])
 def test_small_clusters_renew_at_a_quarter_of_the_lease(nodes: int) -> None:
     assert NodeSimulatorConfig().interval(nodes) == 10.0  # default 40 s lease
     assert NodeSimulatorConfig(lease_duration=20).interval(nodes) == 5.0
@@ -16,8 +16,8 @@ def test_small_clusters_renew_at_a_quarter_of_the_lease(nodes: int) -> None:
 def test_large_clusters_renew_less_often_but_within_half_the_lease() -> None:
     cfg = NodeSimulatorConfig(lease_duration=40)
     quarter, half = 10.0, 20.0
-    assert cfg.interval(1000) >= quarter
-    assert quarter < cfg.interval(1500) < half
+    assert quarter < cfg.interval(750) < half
+    assert cfg.interval(1000) == half  # a 1,000-node cluster renews at half the lease
     assert cfg.interval(2000) == half
     assert cfg.interval(100_000) == half
     # Never shorter for more nodes.

@@ -1,0 +1,309 @@
+"""CustomResourceDefinitions generated from the models, so the schema is never written twice.
+
+The pydantic JSON schema is rewritten into a Kubernetes structural schema: `$ref`s inlined (CRDs
+cannot reference), `Optional[X]` collapsed to X (absent and null mean the same to the API server),
+free-form objects marked `x-kubernetes-preserve-unknown-fields`, int-or-string in the one `anyOf` form
+structural schemas allow. Anything else the converter does not know fails loudly instead of producing a
+schema the API server might reject or, worse, accept with a different meaning.
+
+    python -m rbg_flows.api.crd deploy/crds          # regenerate
+    python -m rbg_flows.api.crd deploy/crds --check  # exit 1 when the files are stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from rbg_flows.api.common import GROUP, VERSION
+from rbg_flows.api.rbg import RoleBasedGroup
+from rbg_flows.api.rbgset import RoleBasedGroupSet
+from rbg_flows.api.scaling_adapter import RoleBasedGroupScalingAdapter
+
+_HEADER = (
+    "# Generated from the models in rbg_flows/api: do not edit.\n"
+    "# Regenerate with `python -m rbg_flows.api.crd deploy/crds`.\n"
+)
+
+KUSTOMIZATION_FILE = "Kustomization"
+
+_AGE_COLUMN: dict[str, Any] = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+@dataclass(frozen=True)
+class CrdKind:
+    """What a CRD needs beyond the schema of its model."""
+
+    model: type[BaseModel]
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    printer_columns: tuple[Mapping[str, Any], ...]
+    scale: Mapping[str, str] | None = None
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{GROUP}_{self.plural}.yaml"
+
+
+KINDS: tuple[CrdKind, ...] = (
+    CrdKind(
+        model=RoleBasedGroup,
+        kind="RoleBasedGroup",
+        plural="rolebasedgroups",
+        short_names=("rbg",),
+        printer_columns=(
+            {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+            {"name": "REVISION", "type": "string", "jsonPath": ".status.currentRevision"},
+            {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+            _AGE_COLUMN,
+        ),
+    ),
+    CrdKind(
+        model=RoleBasedGroupSet,
+        kind="RoleBasedGroupSet",
+        plural="rolebasedgroupsets",
+        short_names=("rbgs",),
+        printer_columns=(
+            {"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
+            {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
+            _AGE_COLUMN,
+        ),
+        scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+    ),
+    CrdKind(
+        model=RoleBasedGroupScalingAdapter,
+        kind="RoleBasedGroupScalingAdapter",
+        plural="rolebasedgroupscalingadapters",
+        short_names=("rbgsa",),
+        printer_columns=(
+            {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
+            {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
+            _AGE_COLUMN,
+        ),
+        scale={
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    ),
+)
+
+# Keywords carried over unchanged, in the order they are written out.
+_KEY_ORDER = (
+    "description",
+    "type",
+    "format",
+    "anyOf",
+    "x-kubernetes-int-or-string",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "items",
+    "properties",
+    "required",
+    "additionalProperties",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+)
+_COPIED = frozenset(_KEY_ORDER) - {"anyOf", "items", "properties", "required", "additionalProperties", "type"}
+_IGNORED = frozenset({"title"})
+_INT_OR_STRING_ANY_OF = ({"type": "integer"}, {"type": "string"})
+
+
+def _flatten(node: Mapping[str, Any], defs: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Inline `$ref`s and collapse `X | None`; the referring node's keywords win (its description
+    is the field's, the target's the model's)."""
+    out = dict(node)
+    while True:
+        if "$ref" in out:
+            ref = out.pop("$ref")
+            out = {**defs[ref.rsplit("/", 1)[-1]], **out}
+        elif "anyOf" in out and not out.get("x-kubernetes-int-or-string"):
+            branches = [b for b in out.pop("anyOf") if b.get("type") != "null"]
+            if len(branches) != 1:
+                raise ValueError(f"{path}: unions other than `X | None` have no structural form")
+            out = {**branches[0], **out}
+        else:
+            return out
+
+
+def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], path: str) -> dict[str, Any]:
+    node = _flatten(node, defs, path)
+    out: dict[str, Any] = {}
+    if node.get("x-kubernetes-int-or-string"):
+        # The single anyOf shape a structural schema accepts; the node itself must not have a type.
+        out["anyOf"] = [dict(branch) for branch in _INT_OR_STRING_ANY_OF]
+    elif "type" in node:
+        out["type"] = node["type"]
+    else:
+        raise ValueError(f"{path}: every node of a structural schema needs a type")
+    for key, value in node.items():
+        if key in _IGNORED or key in ("type", "anyOf"):
+            continue
+        if key == "properties":
+            out[key] = {name: _convert(sub, defs, f"{path}.{name}") for name, sub in value.items()}
+        elif key == "required":
+            out[key] = list(value)
+        elif key == "items":
+            out[key] = _convert(value, defs, f"{path}[]")
+        elif key == "additionalProperties":
+            if value is True:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            elif value is not False:  # False: a structural schema refuses unknown fields already
+                out[key] = _convert(value, defs, f"{path}{{}}")
+        elif key == "default":
+            if value is not None:
+                out[key] = value
+        elif key == "const":  # a one-value Literal
+            out["enum"] = [value]
+        elif key == "description":
+            out[key] = " ".join(str(value).split())
+        elif key in _COPIED:
+            out[key] = value
+        else:
+            raise ValueError(f"{path}: JSON schema keyword {key!r} has no CRD mapping")
+    return {key: out[key] for key in _KEY_ORDER if key in out}
+
+
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The openAPIV3Schema of a top-level kind: spec and status from the model, the rest standard."""
+    schema = model.model_json_schema(mode="validation", by_alias=True)
+    defs = schema.get("$defs", {})
+    properties = schema["properties"]
+    expected = {"apiVersion", "kind", "metadata", "spec", "status"}
+    if set(properties) != expected:
+        raise ValueError(f"{model.__name__}: top-level fields {sorted(properties)} != {sorted(expected)}")
+    return {
+        "description": " ".join(str(schema.get("description", model.__name__)).split()),
+        "type": "object",
+        "properties": {
+            "apiVersion": {
+                "description": "Versioned schema of this representation of an object.",
+                "type": "string",
+            },
+            "kind": {"description": "REST resource this object represents.", "type": "string"},
+            # The API server owns metadata validation; CRDs may not constrain it further.
+            "metadata": {"type": "object"},
+            "spec": _convert(properties["spec"], defs, "spec"),
+            "status": _convert(properties["status"], defs, "status"),
+        },
+        "required": ["spec"],
+    }
+
+
+def crd_manifest(kind: CrdKind) -> dict[str, Any]:
+    subresources: dict[str, Any] = {"status": {}}
+    if kind.scale is not None:
+        subresources["scale"] = dict(kind.scale)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "shortNames": list(kind.short_names),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": structural_schema(kind.model)},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": [dict(column) for column in kind.printer_columns],
+                }
+            ],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Never writes anchors/aliases: generated files are read by people and by kubectl."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dump(document: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, width=100, default_flow_style=False)
+
+
+def render_files() -> dict[str, str]:
+    """File name -> content of every file under deploy/crds/, the kustomization included."""
+    files = {kind.file_name: _HEADER + _dump(crd_manifest(kind)) for kind in KINDS}
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [kind.file_name for kind in KINDS],
+    }
+    # Named `Kustomization` (a name kustomize recognises) rather than kustomization.yaml so that
+    # `kubectl apply -f deploy/crds/` does not try to send it to the API server; `-k` works too.
+    files[KUSTOMIZATION_FILE] = _HEADER + _dump(kustomization)
+    return files
+
+
+def stale_files(directory: Path) -> list[str]:
+    """Files under `directory` that are missing or differ from what the models generate."""
+    return [
+        name
+        for name, content in render_files().items()
+        if not (directory / name).is_file() or (directory / name).read_text() != content
+    ]
+
+
+def write_crds(directory: Path | str) -> list[Path]:
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in render_files().items():
+        path = target / name
+        path.write_text(content)
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rbg_flows.api.crd", description="Write the CRDs generated from the models."
+    )
+    parser.add_argument("directory", nargs="?", default="deploy/crds", type=Path)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale, write nothing")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files(args.directory)
+        for name in stale:
+            print(f"stale: {args.directory / name}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_crds(args.directory):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
