@@ -100,8 +100,8 @@ def _int_or_string(value: Any) -> int | str:
 def _int_or_percent(pattern: str) -> PlainValidator:
     compiled = re.compile(pattern)
 
-    def check(value: Any) -> int | str:
-        value = _int_or_string(value)
+    def check(raw: Any) -> int | str:
+        value = _int_or_string(raw)
         if isinstance(value, int):
             if value < 0:
                 raise ValueError("must be greater than or equal to 0")
@@ -129,9 +129,7 @@ IntOrPercent = Annotated[
 IntOrPercentUpTo100 = Annotated[
     int | str,
     _int_or_percent(PERCENT_UPTO_100_PATTERN),
-    WithJsonSchema(
-        {"x-kubernetes-int-or-string": True, "minimum": 0, "pattern": PERCENT_UPTO_100_PATTERN}
-    ),
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "minimum": 0, "pattern": PERCENT_UPTO_100_PATTERN}),
 ]
 """A non-negative count or a percentage from "0%" to "100%"."""
 

@@ -165,7 +165,10 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], path: str) -> dic
         elif key == "required":
             out[key] = list(value)
         elif key == "items":
-            out[key] = _convert(value, defs, f"{path}[]")
+            items = _convert(value, defs, f"{path}[]")
+            if "description" in node:  # kubectl explain would print the model's text under the field's
+                items.pop("description", None)
+            out[key] = items
         elif key == "additionalProperties":
             if value is True:
                 out["x-kubernetes-preserve-unknown-fields"] = True

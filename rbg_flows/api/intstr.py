@@ -8,7 +8,7 @@ _PERCENT = re.compile(r"^([0-9]+)%$")
 
 
 def parse_percent(value: str) -> int:
-    """"25%" -> 25; ValueError for anything that is not a whole, non-negative percentage."""
+    """ "25%" -> 25; ValueError for anything that is not a whole, non-negative percentage."""
     match = _PERCENT.match(value)
     if match is None:
         raise ValueError(f"invalid percentage {value!r}: want a whole number followed by '%'")

@@ -58,7 +58,7 @@ class WorkloadSpec(KubeModel):
 
     @property
     def key(self) -> str:
-        """"<apiVersion>/<kind>", e.g. apps/v1/StatefulSet."""
+        """ "<apiVersion>/<kind>", e.g. apps/v1/StatefulSet."""
         return f"{self.api_version}/{self.kind}"
 
 

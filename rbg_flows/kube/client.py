@@ -41,10 +41,14 @@ class ApiError(Exception):
 class KubeClient:
     def __init__(self, cfg: Configuration, *, max_connections: int = 64):
         self.cfg = cfg
-        self.base = cfg.host.rstrip("/")
+        self.base = str(cfg.host).rstrip("/")
         ctx: ssl.SSLContext | bool
         if self.base.startswith("https"):
-            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
+            ctx = (
+                ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+                if cfg.ssl_ca_cert
+                else ssl.create_default_context()
+            )
             if cfg.cert_file and cfg.key_file:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
             if not cfg.verify_ssl:
@@ -54,7 +58,8 @@ class KubeClient:
             ctx = False
         self._connector = aiohttp.TCPConnector(ssl=ctx, limit=max_connections)
         self._session = aiohttp.ClientSession(
-            connector=self._connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            connector=self._connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=json.dumps,
         )
 
@@ -77,22 +82,35 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        if self.cfg.refresh_api_key_hook is not None:
-            await self.cfg.refresh_api_key_hook(self.cfg)
+        # kubernetes_asyncio's hook refreshes exec-plugin/OIDC tokens; it may be sync or async.
+        hook: Any = self.cfg.refresh_api_key_hook
+        if hook is not None:
+            result = hook(self.cfg)
+            if asyncio.iscoroutine(result):
+                await result
         token = self.cfg.api_key.get("authorization") or self.cfg.api_key.get("BearerToken")
         if token:
             headers["Authorization"] = token if " " in token else f"Bearer {token}"
         return headers
 
     async def request(
-        self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-        body: Any = None, content_type: str | None = None, timeout: float | None = 60.0,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = 60.0,
     ) -> JSON:
         data = None if body is None else json.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"
         async with self._session.request(
-            method, self.base + path, params=_params(params), data=data,
+            method,
+            self.base + path,
+            params=_params(params),
+            data=data,
             headers=await self._headers(content_type),
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
@@ -134,16 +152,26 @@ class KubeClient:
             raise
 
     async def watch(
-        self, path: str, *, resource_version: str | None = None, timeout_seconds: int = 300,
+        self,
+        path: str,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
         **params: str | int,
     ) -> AsyncIterator[JSON]:
         """One watch request: yields events until the server ends it. Callers re-list on 410 Gone."""
-        query: dict[str, str | int] = {"watch": "true", "allowWatchBookmarks": "true",
-                                       "timeoutSeconds": timeout_seconds, **params}
+        query: dict[str, str | int] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+            **params,
+        }
         if resource_version:
             query["resourceVersion"] = resource_version
         async with self._session.get(
-            self.base + path, params=_params(query), headers=await self._headers(None),
+            self.base + path,
+            params=_params(query),
+            headers=await self._headers(None),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
         ) as resp:
             if resp.status >= 400:
@@ -157,7 +185,9 @@ class KubeClient:
                         event = json.loads(line)
                         if event.get("type") == "ERROR":
                             obj = event.get("object", {})
-                            raise ApiError(obj.get("code", 500), obj.get("reason", ""), obj.get("message", ""))
+                            raise ApiError(
+                                obj.get("code", 500), obj.get("reason", ""), obj.get("message", "")
+                            )
                         yield event
 
 

@@ -16,8 +16,13 @@ EventHandler = Callable[[str, JSON], Awaitable[None] | None]
 
 
 async def list_and_watch(
-    client: KubeClient, path: str, on_event: EventHandler, *, on_synced: Callable[[], None] | None = None,
-    params: dict[str, str | int] | None = None, timeout_seconds: int = 300,
+    client: KubeClient,
+    path: str,
+    on_event: EventHandler,
+    *,
+    on_synced: Callable[[], None] | None = None,
+    params: dict[str, str | int] | None = None,
+    timeout_seconds: int = 300,
 ) -> None:
     """Deliver ("ADDED"|"MODIFIED"|"DELETED", object) events for `path` until cancelled.
 
@@ -36,15 +41,16 @@ async def list_and_watch(
                 on_synced = None
             failures = 0
             while True:
-                async for event in client.watch(path, resource_version=rv, timeout_seconds=timeout_seconds,
-                                                **params):
+                async for event in client.watch(
+                    path, resource_version=rv, timeout_seconds=timeout_seconds, **params
+                ):
                     obj = event["object"]
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
                     if event["type"] != "BOOKMARK":
                         await _call(on_event, event["type"], obj)
         except asyncio.CancelledError:
             raise
-        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ApiError, aiohttp.ClientError, ValueError) as e:
             failures += 1
             gone = isinstance(e, ApiError) and e.status == 410
             if not gone:

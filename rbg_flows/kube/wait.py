@@ -16,8 +16,14 @@ class WaitTimeout(TimeoutError):
 
 
 async def wait_for(
-    client: KubeClient, path: str, predicate: Callable[[dict[str, JSON]], bool], *, timeout: float,
-    what: str = "condition", name: str | None = None, label_selector: str | None = None,
+    client: KubeClient,
+    path: str,
+    predicate: Callable[[dict[str, JSON]], bool],
+    *,
+    timeout: float,
+    what: str = "condition",
+    name: str | None = None,
+    label_selector: str | None = None,
 ) -> dict[str, JSON]:
     """Watch `path` (a collection URL) and return the objects by name once `predicate(objects)` holds."""
     params: dict[str, str | int] = {}
@@ -47,7 +53,7 @@ async def wait_for(
     task = asyncio.create_task(list_and_watch(client, path, on_event, on_synced=on_synced, params=params))
     try:
         await asyncio.wait_for(done.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise WaitTimeout(what, dict(objects)) from None
     finally:
         task.cancel()
@@ -56,5 +62,7 @@ async def wait_for(
 
 
 def is_ready(pod: JSON) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )

@@ -107,14 +107,24 @@ def _go_build(
     go_root = Path(go).resolve().parent.parent
     if not shutil.which("go"):
         env["GOROOT"] = str(go_root)
-    cmd = [go, "build", "-v", "-trimpath", "-tags", "providerless", "-ldflags", ldflags, "-o", str(out) + "/",
-           *packages]
+    cmd = [
+        go,
+        "build",
+        "-v",
+        "-trimpath",
+        "-tags",
+        "providerless",
+        "-ldflags",
+        ldflags,
+        "-o",
+        str(out) + "/",
+        *packages,
+    ]
     proc = subprocess.Popen(cmd, cwd=module_dir, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    compiled, tail = 0, []
+    tail: list[str] = []
     started = time.monotonic()
-    for line in proc.stderr:
-        compiled += 1
+    for compiled, line in enumerate(proc.stderr, start=1):
         tail = [*tail[-40:], line.rstrip()]
         if compiled % 100 == 0:
             progress(f"  {compiled} packages compiled ({time.monotonic() - started:.0f}s)")
@@ -126,8 +136,12 @@ def _k8s_ldflags(version: str) -> str:
     major, minor = version.lstrip("v").split(".")[:2]
     pkg = "k8s.io/component-base/version"
     flags = {
-        "gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean",
-        "gitCommit": "0000000000000000000000000000000000000000", "buildDate": "1970-01-01T00:00:00Z",
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "buildDate": "1970-01-01T00:00:00Z",
     }
     return "-s -w " + " ".join(f"-X {pkg}.{k}={v}" for k, v in flags.items())
 
@@ -140,8 +154,10 @@ def _build_control_plane(go: str, progress: Callable[[str], None]) -> tuple[Path
     target = cache_root() / cache_key(module, f"k8s-{version}-etcd-{etcd}") / "bin"
     if all((target / b).exists() for b in CONTROL_PLANE):
         return target, version
-    progress(f"building Kubernetes {version} control plane, etcd {etcd} and kubectl into {target} "
-             "(first time only; several minutes)")
+    progress(
+        f"building Kubernetes {version} control plane, etcd {etcd} and kubectl into {target} "
+        "(first time only; several minutes)"
+    )
     tmp = target.with_name("bin.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -177,8 +193,12 @@ def _build_lws(go: str, progress: Callable[[str], None]) -> Path:
 
 def _module_source(go: str, module_dir: Path, module: str) -> Path:
     out = subprocess.run(
-        [go, "list", "-m", "-f", "{{.Dir}}", module], cwd=module_dir, check=True, capture_output=True,
-        text=True, env={**os.environ, "GOFLAGS": "-mod=mod"},
+        [go, "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=module_dir,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
     ).stdout.strip()
     return Path(out)
 

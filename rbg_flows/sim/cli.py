@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from rbg_flows.kube.client import ApiError, KubeClient
+from rbg_flows.sim.topology import Topology
 
 DEFAULT_STATE = Path(".rbg/sim")
 
@@ -31,8 +33,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sv.add_argument("--fault-proxy", action="store_true", help="put the API fault proxy in front")
     sv.add_argument("--no-lws", action="store_true", help="do not run the LeaderWorkerSet controller")
     sv.add_argument("--clean", action="store_true", help="forget the previous cluster state first")
-    sv.add_argument("--toleration-seconds", type=int, default=10,
-                    help="how long pods stay on a NotReady/unreachable node before eviction")
+    sv.add_argument(
+        "--toleration-seconds",
+        type=int,
+        default=10,
+        help="how long pods stay on a NotReady/unreachable node before eviction",
+    )
     sv.set_defaults(func=_serve)
 
     n = s.add_parser("nodes", help="run only the node simulator, against the current KUBECONFIG")
@@ -52,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     f.set_defaults(func=_fault)
 
 
-def _load_topology(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_topology(args: argparse.Namespace) -> Topology:
     from rbg_flows.sim.topology import TopologyError, generated_topology, load_topology
 
     if args.nodes and args.topology:
@@ -73,8 +79,15 @@ def _build(args: argparse.Namespace) -> int:
     except BuildError as e:
         print(f"build failed: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"binDir": str(bins.bin_dir), "lwsDir": str(bins.lws_dir) if bins.lws_dir else None,
-                      "kubernetesVersion": bins.kubernetes_version}))
+    print(
+        json.dumps(
+            {
+                "binDir": str(bins.bin_dir),
+                "lwsDir": str(bins.lws_dir) if bins.lws_dir else None,
+                "kubernetesVersion": bins.kubernetes_version,
+            }
+        )
+    )
     return 0
 
 
@@ -83,9 +96,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     topology = _load_topology(args)
     opts = ServeOptions(
-        kubeconfig=args.kubeconfig.absolute(), state_dir=args.state_dir.absolute(), topology=topology,
-        port=args.port, ready_delay=args.ready_delay, fault_proxy=args.fault_proxy, lws=not args.no_lws,
-        clean=args.clean, toleration_seconds=args.toleration_seconds)
+        kubeconfig=args.kubeconfig.absolute(),
+        state_dir=args.state_dir.absolute(),
+        topology=topology,
+        port=args.port,
+        ready_delay=args.ready_delay,
+        fault_proxy=args.fault_proxy,
+        lws=not args.no_lws,
+        clean=args.clean,
+        toleration_seconds=args.toleration_seconds,
+    )
     asyncio.run(serve(opts))
     return 0
 
@@ -98,8 +118,9 @@ def _nodes(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with await KubeClient.from_kubeconfig() as client:
             version = (await client.get("/version")).get("gitVersion", "")
-            sim = NodeSimulator(client, topology, NodeSimulatorConfig(ready_delay=args.ready_delay,
-                                                                      kubelet_version=version))
+            sim = NodeSimulator(
+                client, topology, NodeSimulatorConfig(ready_delay=args.ready_delay, kubelet_version=version)
+            )
             print(f"simulating {len(sim.nodes)} nodes", flush=True)
             await sim.run()
 
@@ -130,10 +151,13 @@ def _fault(args: argparse.Namespace) -> int:
         async with await KubeClient.from_kubeconfig() as client:
             f = Faults(client)
             ns = args.namespace
-            actions = {
-                "crash": lambda: f.crash_pod(ns, name), "fail": lambda: f.fail_pod(ns, name),
-                "hold": lambda: f.hold_pod(ns, name), "release": lambda: f.release_pod(ns, name),
-                "notready": lambda: f.node_not_ready(name), "ready": lambda: f.node_ready(name),
+            actions: dict[str, Callable[[], Awaitable[object]]] = {
+                "crash": lambda: f.crash_pod(ns, name),
+                "fail": lambda: f.fail_pod(ns, name),
+                "hold": lambda: f.hold_pod(ns, name),
+                "release": lambda: f.release_pod(ns, name),
+                "notready": lambda: f.node_not_ready(name),
+                "ready": lambda: f.node_ready(name),
                 "delete": lambda: f.delete_node(name),
             }
             await actions[args.action]()

@@ -87,8 +87,12 @@ class ControlPlane:
     def kubeconfig_for(self, stem: str, user: str) -> Path:
         assert self.pki
         path = self.dir / "kubeconfigs" / f"{stem}.yaml"
-        write_atomic(path, build_kubeconfig(self.server_url, self.pki.ca, user=user,
-                                            cert=self.pki.cert(stem), key=self.pki.key(stem)))
+        write_atomic(
+            path,
+            build_kubeconfig(
+                self.server_url, self.pki.ca, user=user, cert=self.pki.cert(stem), key=self.pki.key(stem)
+            ),
+        )
         return path
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -138,49 +142,74 @@ class ControlPlane:
         client = f"http://127.0.0.1:{self.ports.etcd_client}"
         peer = f"http://127.0.0.1:{self.ports.etcd_peer}"
         data = self.dir / "etcd"
-        self._spawn("etcd", [
-            str(self.bins.path("etcd")), "--name", "sim", "--data-dir", str(data),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"sim={peer}", "--unsafe-no-fsync=true",
-            "--quota-backend-bytes", str(4 * 1024**3), "--log-level", "warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.bins.path("etcd")),
+                "--name",
+                "sim",
+                "--data-dir",
+                str(data),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"sim={peer}",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+                "--log-level",
+                "warn",
+            ],
+        )
         self._wait("etcd", lambda: _http_ok(f"{client}/health"), deadline)
 
     def _start_apiserver(self, deadline: float) -> None:
         assert self.pki and self.ports
         pki = self.pki
         tol = str(self.cfg.toleration_seconds)
-        self._spawn("kube-apiserver", [
-            str(self.bins.path("kube-apiserver")),
-            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.ports.apiserver}",
-            f"--cert-dir={self.dir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
-            f"--client-ca-file={pki.ca}",
-            f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
-            f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-cluster-ip-range=10.0.0.0/16",
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,"
-            "DefaultTolerationSeconds,Priority,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,"
-            "ResourceQuota,NodeRestriction",
-            f"--default-not-ready-toleration-seconds={tol}",
-            f"--default-unreachable-toleration-seconds={tol}",
-            "--allow-privileged=true",
-            f"--requestheader-client-ca-file={pki.front_proxy_ca}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
-            "--profiling=false", "--v=1",
-            *self.cfg.extra_apiserver_flags,
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bins.path("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports.apiserver}",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.cert('apiserver')}",
+                f"--tls-private-key-file={pki.key('apiserver')}",
+                f"--client-ca-file={pki.ca}",
+                f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+                f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-cluster-ip-range=10.0.0.0/16",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,"
+                "DefaultTolerationSeconds,Priority,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,"
+                "ResourceQuota,NodeRestriction",
+                f"--default-not-ready-toleration-seconds={tol}",
+                f"--default-unreachable-toleration-seconds={tol}",
+                "--allow-privileged=true",
+                f"--requestheader-client-ca-file={pki.front_proxy_ca}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--max-requests-inflight=1000",
+                "--max-mutating-requests-inflight=500",
+                "--profiling=false",
+                "--v=1",
+                *self.cfg.extra_apiserver_flags,
+            ],
+        )
         ctx = ssl.create_default_context(cafile=str(pki.ca))
         ctx.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
         self._ssl = ctx
@@ -191,33 +220,56 @@ class ControlPlane:
         pki = self.pki
         qps, burst = str(self.cfg.api_qps), str(self.cfg.api_qps * 2)
         kcm = self.kubeconfig_for("controller-manager", "system:kube-controller-manager")
-        self._spawn("kube-controller-manager", [
-            str(self.bins.path("kube-controller-manager")),
-            f"--kubeconfig={kcm}", f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
-            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca}",
-            f"--cluster-signing-cert-file={pki.ca}", f"--cluster-signing-key-file={pki.ca_key}",
-            "--use-service-account-credentials=true", "--controllers=*", "--leader-elect=false",
-            "--bind-address=127.0.0.1", "--secure-port=0",
-            "--node-monitor-period=2s",
-            f"--node-monitor-grace-period={self.cfg.node_monitor_grace_seconds}s",
-            f"--kube-api-qps={qps}", f"--kube-api-burst={burst}",
-            "--concurrent-statefulset-syncs=10", "--concurrent-deployment-syncs=10",
-            "--concurrent-replicaset-syncs=10", "--concurrent-gc-syncs=40",
-            "--v=1",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bins.path("kube-controller-manager")),
+                f"--kubeconfig={kcm}",
+                f"--authentication-kubeconfig={kcm}",
+                f"--authorization-kubeconfig={kcm}",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca}",
+                f"--cluster-signing-cert-file={pki.ca}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--node-monitor-period=2s",
+                f"--node-monitor-grace-period={self.cfg.node_monitor_grace_seconds}s",
+                f"--kube-api-qps={qps}",
+                f"--kube-api-burst={burst}",
+                "--concurrent-statefulset-syncs=10",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--concurrent-gc-syncs=40",
+                "--v=1",
+            ],
+        )
         sched_kc = self.kubeconfig_for("scheduler", "system:kube-scheduler")
         sched_cfg = self.dir / "scheduler-config.yaml"
-        write_atomic(sched_cfg, {
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(sched_kc), "qps": float(qps), "burst": int(burst)},
-            "leaderElection": {"leaderElect": False},
-        })
-        self._spawn("kube-scheduler", [
-            str(self.bins.path("kube-scheduler")), f"--config={sched_cfg}",
-            f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
-            "--bind-address=127.0.0.1", "--secure-port=0", "--v=1",
-        ])
+        write_atomic(
+            sched_cfg,
+            {
+                "apiVersion": "kubescheduler.config.k8s.io/v1",
+                "kind": "KubeSchedulerConfiguration",
+                "clientConnection": {"kubeconfig": str(sched_kc), "qps": float(qps), "burst": int(burst)},
+                "leaderElection": {"leaderElect": False},
+            },
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bins.path("kube-scheduler")),
+                f"--config={sched_cfg}",
+                f"--authentication-kubeconfig={sched_kc}",
+                f"--authorization-kubeconfig={sched_kc}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
 
     def _wait_default_service_account(self, deadline: float) -> None:
         url = f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"

@@ -47,8 +47,15 @@ RULE_VERBS = frozenset(
 # cross the proxy; Host and Expect are the proxy's own business on each side as well.
 _HOP_BY_HOP = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-        "te", "trailer", "transfer-encoding", "upgrade",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
     }
 )
 _REQUEST_ONLY_DROP = frozenset({"host", "expect"})
@@ -126,7 +133,11 @@ def classify(method: str, path: str, query: Mapping[str, str] | str = "") -> Req
         return _non_resource(method)
 
     verb = {
-        "POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
+        "POST": "create",
+        "GET": "get",
+        "HEAD": "get",
+        "PUT": "update",
+        "PATCH": "patch",
         "DELETE": "delete",
     }.get(method.upper(), method.lower())
     if rest[0] in ("watch", "proxy") and len(rest) > 1:
@@ -260,7 +271,11 @@ def status_body(
 ) -> dict[str, Any]:
     """A `metav1.Status` failure, shaped as the API server sends it (client-go decodes `reason`)."""
     body: dict[str, Any] = {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
     }
     if reason:
         body["reason"] = reason
@@ -285,13 +300,17 @@ def fault_status(rule: FaultRule, info: RequestInfo) -> tuple[int, dict[str, Any
         # client-go retries a 429 by itself, honouring Retry-After, as it does for the API
         # server's max-in-flight limit: this is the message that limit sends.
         body = status_body(
-            429, "TooManyRequests", "Too many requests, please try again later.",
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
             {"retryAfterSeconds": rule.retry_after_seconds},
         )
         return 429, body, {"Retry-After": str(rule.retry_after_seconds)}
     if rule.action == "error":
         body = status_body(
-            500, "InternalError", f"Internal error occurred: {_INJECTED_CAUSE}",
+            500,
+            "InternalError",
+            f"Internal error occurred: {_INJECTED_CAUSE}",
             {"causes": [{"message": _INJECTED_CAUSE}]},
         )
         return 500, body, {}
@@ -399,14 +418,24 @@ class FaultProxy:
 
     @classmethod
     def from_pki(
-        cls, upstream: str, pki: ClusterPki, *, rng: random.Random | None = None,
+        cls,
+        upstream: str,
+        pki: ClusterPki,
+        *,
+        rng: random.Random | None = None,
         rules: Iterable[FaultRule] = (),
     ) -> FaultProxy:
         # The API server's serving cert carries SAN 127.0.0.1, so clients that trust the cluster CA
         # accept the proxy on loopback without a certificate of its own.
         return cls(
-            upstream, pki.ca, pki.cert("apiserver"), pki.key("apiserver"),
-            pki.cert("front-proxy-client"), pki.key("front-proxy-client"), rng=rng, rules=rules,
+            upstream,
+            pki.ca,
+            pki.cert("apiserver"),
+            pki.key("apiserver"),
+            pki.cert("front-proxy-client"),
+            pki.key("front-proxy-client"),
+            rng=rng,
+            rules=rules,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -569,8 +598,13 @@ class FaultProxy:
         rule = self.injector.choose(info)
         if rule is not None:
             log.info(
-                "fault injected", action=rule.action, verb=info.verb, resource=info.resource,
-                subresource=info.subresource, namespace=info.namespace, name=info.name,
+                "fault injected",
+                action=rule.action,
+                verb=info.verb,
+                resource=info.resource,
+                subresource=info.subresource,
+                namespace=info.namespace,
+                name=info.name,
             )
             return await self._inject(request, rule, info)
         return await self._forward(request, info)
@@ -619,7 +653,8 @@ class FaultProxy:
         self, request: web.Request, upstream: aiohttp.ClientResponse, info: RequestInfo
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason,
+            status=upstream.status,
+            reason=upstream.reason,
             headers=forward_response_headers(upstream.headers),
         )
         watch = _Watch(upstream, info) if info.is_watch else None

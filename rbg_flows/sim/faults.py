@@ -14,8 +14,9 @@ class Faults:
         self.client = client
 
     async def _annotate_pod(self, namespace: str, name: str, key: str, value: str | None) -> None:
-        await self.client.patch(f"/api/v1/namespaces/{namespace}/pods/{name}",
-                                {"metadata": {"annotations": {key: value}}})
+        await self.client.patch(
+            f"/api/v1/namespaces/{namespace}/pods/{name}", {"metadata": {"annotations": {key: value}}}
+        )
 
     async def crash_pod(self, namespace: str, name: str) -> str:
         """One container crash: restartCount + 1, unready until the container "restarts"."""
@@ -34,7 +35,9 @@ class Faults:
 
     async def node_not_ready(self, name: str) -> None:
         """Stop the node's heartbeats; the real node lifecycle controller marks it and evicts its pods."""
-        await self.client.patch(f"/api/v1/nodes/{name}", {"metadata": {"annotations": {ann.NODE_DOWN: "true"}}})
+        await self.client.patch(
+            f"/api/v1/nodes/{name}", {"metadata": {"annotations": {ann.NODE_DOWN: "true"}}}
+        )
 
     async def node_ready(self, name: str) -> None:
         await self.client.patch(f"/api/v1/nodes/{name}", {"metadata": {"annotations": {ann.NODE_DOWN: None}}})

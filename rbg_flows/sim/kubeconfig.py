@@ -10,8 +10,14 @@ import yaml
 
 
 def build_kubeconfig(
-    server: str, ca: Path, *, user: str, cert: Path | None = None, key: Path | None = None,
-    token: str | None = None, cluster: str = "rbg-sim",
+    server: str,
+    ca: Path,
+    *,
+    user: str,
+    cert: Path | None = None,
+    key: Path | None = None,
+    token: str | None = None,
+    cluster: str = "rbg-sim",
 ) -> dict[str, Any]:
     creds: dict[str, Any] = {}
     if cert and key:

@@ -53,11 +53,15 @@ class LwsController:
 
     async def install_crd(self, client: KubeClient) -> None:
         crd = yaml.safe_load((self.lws_dir / "crd.yaml").read_text())
-        await client.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}", crd, FIELD_MANAGER)
+        await client.apply(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}", crd, FIELD_MANAGER
+        )
         for _ in range(300):
             obj = await client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
-            if any(c["type"] == "Established" and c["status"] == "True"
-                   for c in (obj.get("status") or {}).get("conditions") or []):
+            if any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (obj.get("status") or {}).get("conditions") or []
+            ):
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError("the LeaderWorkerSet CRD never became Established")
@@ -68,19 +72,25 @@ class LwsController:
         (certs / "tls.crt").write_bytes(self.pki.cert("webhook").read_bytes())
         (certs / "tls.key").write_bytes(self.pki.key("webhook").read_bytes())
         config = self.dir / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
-            "leaderElection": {"leaderElect": False},
-            "internalCertManagement": {"enable": False},
-            "webhook": {"host": "127.0.0.1", "port": self.webhook_port, "certDir": str(certs)},
-            "health": {"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
-            "metrics": {"bindAddress": "0"},
-            "clientConnection": {"qps": 200, "burst": 400},
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+                    "kind": "Configuration",
+                    "leaderElection": {"leaderElect": False},
+                    "internalCertManagement": {"enable": False},
+                    "webhook": {"host": "127.0.0.1", "port": self.webhook_port, "certDir": str(certs)},
+                    "health": {"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
+                    "metrics": {"bindAddress": "0"},
+                    "clientConnection": {"qps": 200, "burst": 400},
+                }
+            )
+        )
         self.proc = ManagedProcess(
-            "lws-controller", [str(self.lws_dir / "lws-controller"), f"--config={config}",
-                               f"--kubeconfig={self.kubeconfig}"],
-            log_dir / "lws-controller.log")
+            "lws-controller",
+            [str(self.lws_dir / "lws-controller"), f"--config={config}", f"--kubeconfig={self.kubeconfig}"],
+            log_dir / "lws-controller.log",
+        )
         self.proc.start()
         return self.proc
 
@@ -97,19 +107,30 @@ class LwsController:
         raise RuntimeError("the LWS webhook server never started serving")
 
     async def install_webhooks(self, client: KubeClient) -> None:
-        docs = webhook_configurations((self.lws_dir / "webhooks.yaml").read_text(),
-                                      f"https://127.0.0.1:{self.webhook_port}", self.pki.ca.read_bytes())
+        docs = webhook_configurations(
+            (self.lws_dir / "webhooks.yaml").read_text(),
+            f"https://127.0.0.1:{self.webhook_port}",
+            self.pki.ca.read_bytes(),
+        )
         for doc in docs:
-            plural = "mutatingwebhookconfigurations" if doc["kind"].startswith("Mutating") else \
-                "validatingwebhookconfigurations"
-            await client.apply(f"/apis/admissionregistration.k8s.io/v1/{plural}/{doc['metadata']['name']}",
-                               doc, FIELD_MANAGER)
+            plural = (
+                "mutatingwebhookconfigurations"
+                if doc["kind"].startswith("Mutating")
+                else "validatingwebhookconfigurations"
+            )
+            await client.apply(
+                f"/apis/admissionregistration.k8s.io/v1/{plural}/{doc['metadata']['name']}",
+                doc,
+                FIELD_MANAGER,
+            )
 
 
 def _tls_ok(port: int, ctx: ssl.SSLContext) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock, \
-                ctx.wrap_socket(sock, server_hostname="127.0.0.1"):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1) as sock,
+            ctx.wrap_socket(sock, server_hostname="127.0.0.1"),
+        ):
             return True
     except OSError:
         return False

@@ -54,6 +54,7 @@ class SimulatorStats:
 @dataclass
 class _PodState:
     obj: JSON
+    seen_at: float = field(default_factory=time.time)
     ready_at: float | None = None
     timer: asyncio.TimerHandle | None = None
     queued: bool = False
@@ -65,7 +66,7 @@ class NodeSimulatorConfig:
     lease_duration: int = 40
     # None: a quarter of the lease, slowed down for very large clusters to spare the API server.
     renew_interval: float | None = None
-    workers: int = 32
+    workers: int = 96
     kubelet_version: str = "v1.35.4"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,7 +81,8 @@ class NodeSimulator:
         self.client = client
         self.cfg = config or NodeSimulatorConfig()
         self.nodes: dict[str, SimNode] = {
-            name: SimNode(name, group, str(_NODE_NET[i + 10])) for i, (name, group) in enumerate(topology.expand())
+            name: SimNode(name, group, str(_NODE_NET[i + 10]))
+            for i, (name, group) in enumerate(topology.expand())
         }
         self.pods: dict[str, _PodState] = {}
         self.stats = SimulatorStats()
@@ -93,10 +95,14 @@ class NodeSimulator:
     async def start(self) -> None:
         await self.register_nodes()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._leases(), name="leases"),
-                       loop.create_task(self._watch_nodes(), name="node-watch"),
-                       loop.create_task(self._watch_pods(), name="pod-watch")]
-        self._tasks += [loop.create_task(self._worker(), name=f"kubelet-{i}") for i in range(self.cfg.workers)]
+        self._tasks = [
+            loop.create_task(self._leases(), name="leases"),
+            loop.create_task(self._watch_nodes(), name="node-watch"),
+            loop.create_task(self._watch_pods(), name="pod-watch"),
+        ]
+        self._tasks += [
+            loop.create_task(self._worker(), name=f"kubelet-{i}") for i in range(self.cfg.workers)
+        ]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -115,36 +121,77 @@ class NodeSimulator:
 
     # -- nodes -----------------------------------------------------------------------------------
     def _node_object(self, node: SimNode) -> JSON:
-        labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                  SIM_NODE_LABEL: "true", "type": "kwok", **node.group.labels}
+        labels = {
+            "kubernetes.io/hostname": node.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            SIM_NODE_LABEL: "true",
+            "type": "kwok",
+            **node.group.labels,
+        }
         spec: JSON = {}
         if node.group.taints:
             spec["taints"] = [t.model_dump() for t in node.group.taints]
-        return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": node.name, "labels": labels, "annotations": {ann.MANAGED: "true"}},
-                "spec": spec}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node.name, "labels": labels, "annotations": {ann.MANAGED: "true"}},
+            "spec": spec,
+        }
 
     def _node_status(self, node: SimNode) -> JSON:
         ts = now_iso()
         cap = dict(node.group.capacity)
         conds = [
-            {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": ts, "lastTransitionTime": ts}
-            for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
-                            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID"))
+            {
+                "type": t,
+                "status": "False",
+                "reason": r,
+                "message": m,
+                "lastHeartbeatTime": ts,
+                "lastTransitionTime": ts,
+            }
+            for t, r, m in (
+                ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+                ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID"),
+            )
         ]
-        conds.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                      "message": "simulated kubelet is posting ready status", "lastHeartbeatTime": ts,
-                      "lastTransitionTime": ts})
-        return {"status": {
-            "capacity": cap, "allocatable": cap, "conditions": conds, "phase": "Running",
-            "addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": node.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "osImage": "rbg-flows sim",
-                         "kernelVersion": "sim", "containerRuntimeVersion": "sim://1.0",
-                         "kubeletVersion": self.cfg.kubelet_version, "kubeProxyVersion": "",
-                         "machineID": node.name, "systemUUID": node.name, "bootID": node.name},
-        }}
+        conds.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "simulated kubelet is posting ready status",
+                "lastHeartbeatTime": ts,
+                "lastTransitionTime": ts,
+            }
+        )
+        return {
+            "status": {
+                "capacity": cap,
+                "allocatable": cap,
+                "conditions": conds,
+                "phase": "Running",
+                "addresses": [
+                    {"type": "InternalIP", "address": node.ip},
+                    {"type": "Hostname", "address": node.name},
+                ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "osImage": "rbg-flows sim",
+                    "kernelVersion": "sim",
+                    "containerRuntimeVersion": "sim://1.0",
+                    "kubeletVersion": self.cfg.kubelet_version,
+                    "kubeProxyVersion": "",
+                    "machineID": node.name,
+                    "systemUUID": node.name,
+                    "bootID": node.name,
+                },
+            }
+        }
 
     async def _post_ready(self, node: SimNode) -> None:
         await self.client.patch(f"/api/v1/nodes/{node.name}/status", self._node_status(node), STRATEGIC)
@@ -161,7 +208,9 @@ class NodeSimulator:
                 except ApiError as e:
                     if e.status != 409:
                         raise
-                    created = await self.client.patch(f"/api/v1/nodes/{node.name}", {"metadata": obj["metadata"]})
+                    created = await self.client.patch(
+                        f"/api/v1/nodes/{node.name}", {"metadata": obj["metadata"]}
+                    )
                 node.uid = created["metadata"]["uid"]
                 node.down = (created["metadata"].get("annotations") or {}).get(ann.NODE_DOWN) == "true"
                 if not node.down:
@@ -176,18 +225,31 @@ class NodeSimulator:
 
     async def _renew(self, node: SimNode) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node.name}"
-        spec = {"holderIdentity": node.name, "leaseDurationSeconds": self.cfg.lease_duration,
-                "renewTime": micro_time()}
+        spec = {
+            "holderIdentity": node.name,
+            "leaseDurationSeconds": self.cfg.lease_duration,
+            "renewTime": micro_time(),
+        }
         try:
             await self.client.patch(path, {"spec": spec})
         except ApiError as e:
             if e.status != 404:
                 raise
-            await self.client.create(f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases", {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": node.name, "namespace": LEASE_NS, "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}]},
-                "spec": spec})
+            await self.client.create(
+                f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases",
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": node.name,
+                        "namespace": LEASE_NS,
+                        "ownerReferences": [
+                            {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}
+                        ],
+                    },
+                    "spec": spec,
+                },
+            )
         self.stats.lease_renewals += 1
 
     async def _leases(self) -> None:
@@ -198,7 +260,7 @@ class NodeSimulator:
             async with sem:
                 try:
                     await self._renew(node)
-                except (ApiError, OSError, asyncio.TimeoutError) as e:
+                except (TimeoutError, ApiError, OSError) as e:
                     self.stats.errors += 1
                     node.next_renew = time.monotonic() + 1
                     log.warning("lease renewal failed", node=node.name, error=str(e))
@@ -235,8 +297,9 @@ class NodeSimulator:
                     self._enqueue(key)
 
     async def _watch_nodes(self) -> None:
-        await list_and_watch(self.client, "/api/v1/nodes", self._on_node,
-                             params={"labelSelector": f"{SIM_NODE_LABEL}=true"})
+        await list_and_watch(
+            self.client, "/api/v1/nodes", self._on_node, params={"labelSelector": f"{SIM_NODE_LABEL}=true"}
+        )
 
     # -- pods ------------------------------------------------------------------------------------
     def _on_pod(self, kind: str, obj: JSON) -> None:
@@ -260,8 +323,9 @@ class NodeSimulator:
         self._enqueue(key)
 
     async def _watch_pods(self) -> None:
-        await list_and_watch(self.client, "/api/v1/pods", self._on_pod,
-                             params={"fieldSelector": "spec.nodeName!="})
+        await list_and_watch(
+            self.client, "/api/v1/pods", self._on_pod, params={"fieldSelector": "spec.nodeName!="}
+        )
 
     def _enqueue(self, key: str) -> None:
         st = self.pods.get(key)
@@ -288,7 +352,7 @@ class NodeSimulator:
                 self.stats.errors += 1
                 log.warning("pod step failed", pod=key, error=str(e))
                 self._later(key, st, 1.0)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 self.stats.errors += 1
                 log.warning("pod step failed", pod=key, error=str(e))
                 self._later(key, st, 1.0)
@@ -304,23 +368,37 @@ class NodeSimulator:
         if node is None or node.down:
             return  # a dead kubelet does nothing; the node lifecycle controller takes over
         now = time.time()
-        d = decide(pod, now=now, ready_at=st.ready_at, ready_delay=self.cfg.ready_delay,
-                   pod_ip=pod.get("status", {}).get("podIP") or self._next_ip(), host_ip=node.ip)
+        d = decide(
+            pod,
+            now=now,
+            ready_at=st.ready_at,
+            ready_delay=self.cfg.ready_delay,
+            pod_ip=pod.get("status", {}).get("podIP") or self._next_ip(),
+            host_ip=node.ip,
+            seen_at=st.seen_at,
+        )
         if d.ready_at is not None:
             st.ready_at = d.ready_at
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         if d.finalize:
-            await self.client.delete(f"/api/v1/namespaces/{ns}/pods/{name}", body={
-                "gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}})
+            await self.client.delete(
+                f"/api/v1/namespaces/{ns}/pods/{name}",
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}},
+            )
             self.stats.pods_finalized += 1
             return
         if d.patch is not None:
             d.patch["metadata"] = {"uid": pod["metadata"]["uid"]}
-            updated = await self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", d.patch, STRATEGIC)
+            updated = await self.client.patch(
+                f"/api/v1/namespaces/{ns}/pods/{name}/status", d.patch, STRATEGIC
+            )
             self.stats.patches += 1
             if "startTime" in d.patch["status"]:
                 self.stats.pods_started += 1
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in d.patch["status"].get("conditions", [])):
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in d.patch["status"].get("conditions", [])
+            ):
                 self.stats.pods_ready += 1
             if _rv(updated) >= _rv(st.obj):
                 st.obj = updated

@@ -52,8 +52,11 @@ async def wait_nodes_ready(client: KubeClient, names: set[str], timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         nodes = (await client.get("/api/v1/nodes", labelSelector="sim.rbg.x-k8s.io/node=true"))["items"]
-        ready = {n["metadata"]["name"] for n in nodes
-                 if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
+        ready = {
+            n["metadata"]["name"]
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+        }
         if names <= ready:
             return
         await asyncio.sleep(0.2)
@@ -62,15 +65,21 @@ async def wait_nodes_ready(client: KubeClient, names: set[str], timeout: float =
 
 async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None:
     started = time.monotonic()
-    bins = binaries or await asyncio.to_thread(ensure_binaries, with_lws=opts.lws)
+    bins = binaries if binaries is not None else await asyncio.to_thread(ensure_binaries, with_lws=opts.lws)
     if opts.clean:
         clean_state(opts.state_dir)
     node_count = sum(g.count for g in opts.topology.nodes)
     sim_cfg = NodeSimulatorConfig(ready_delay=opts.ready_delay, kubelet_version=bins.kubernetes_version)
     grace = opts.node_monitor_grace_seconds or int(max(20, 4 * sim_cfg.interval(node_count)))
-    cp = ControlPlane(bins, ControlPlaneConfig(
-        state_dir=opts.state_dir, port=opts.port, toleration_seconds=opts.toleration_seconds,
-        node_monitor_grace_seconds=grace))
+    cp = ControlPlane(
+        bins,
+        ControlPlaneConfig(
+            state_dir=opts.state_dir,
+            port=opts.port,
+            toleration_seconds=opts.toleration_seconds,
+            node_monitor_grace_seconds=grace,
+        ),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,8 +103,12 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
             await lws.wait_serving()
             await lws.install_webhooks(client)
         server = cp.server_url
-        info: dict[str, object] = {"apiserver": cp.server_url, "pid": os.getpid(),
-                                   "kubernetesVersion": bins.kubernetes_version, "nodes": sorted(sim.nodes)}
+        info: dict[str, object] = {
+            "apiserver": cp.server_url,
+            "pid": os.getpid(),
+            "kubernetesVersion": bins.kubernetes_version,
+            "nodes": sorted(sim.nodes),
+        }
         if opts.fault_proxy:
             from rbg_flows.sim.faultproxy import FaultProxy
 
@@ -104,10 +117,19 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
             server = proxy.url
             info.update(faultProxy=proxy.url, faultProxyControl=proxy.control_url)
         write_atomic(info_path(opts.state_dir), json.dumps(info, indent=2))
-        write_atomic(opts.kubeconfig, build_kubeconfig(
-            server, cp.pki.ca, user="admin", cert=cp.pki.cert("admin"), key=cp.pki.key("admin")))
-        log.info("sim ready", kubeconfig=str(opts.kubeconfig), server=server, nodes=len(sim.nodes),
-                 seconds=round(time.monotonic() - started, 2))
+        write_atomic(
+            opts.kubeconfig,
+            build_kubeconfig(
+                server, cp.pki.ca, user="admin", cert=cp.pki.cert("admin"), key=cp.pki.key("admin")
+            ),
+        )
+        log.info(
+            "sim ready",
+            kubeconfig=str(opts.kubeconfig),
+            server=server,
+            nodes=len(sim.nodes),
+            seconds=round(time.monotonic() - started, 2),
+        )
         print(f"sim ready: export KUBECONFIG={opts.kubeconfig}", flush=True)
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):

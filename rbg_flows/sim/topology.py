@@ -65,7 +65,8 @@ class NodeGroup(BaseModel):
     count: int = Field(1, ge=1)
     numbered: bool | None = None
     capacity: dict[str, Quantity] = Field(
-        default_factory=lambda: {"cpu": "32", "memory": "256Gi", "pods": "110"})
+        default_factory=lambda: {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
 
@@ -138,26 +139,52 @@ def default_topology() -> Topology:
     zone-a/rdma-a0: NVLink H100 nodes; zone-a/rdma-a1: PCIe-only L40S nodes; zone-b/rdma-b0: GB200-style
     nodes sharing one multi-node NVLink domain (clique); zone-b/rdma-b1: PCIe-only nodes.
     """
-    def group(name: str, zone: str, block: str, link: str, product: str, clique: str | None = None) -> NodeGroup:
-        labels = {ZONE: zone, REGION: "sim", RDMA_BLOCK: block, INTERCONNECT: link, "nvidia.com/gpu.product": product}
+
+    def group(
+        name: str, zone: str, block: str, link: str, product: str, clique: str | None = None
+    ) -> NodeGroup:
+        labels = {
+            ZONE: zone,
+            REGION: "sim",
+            RDMA_BLOCK: block,
+            INTERCONNECT: link,
+            "nvidia.com/gpu.product": product,
+        }
         if clique:
             labels[CLIQUE] = clique
         return NodeGroup(name=name, count=4, capacity=_gpu_node(8), labels=labels)
 
-    return Topology(nodes=[
-        group("gpu-a-nvl", "zone-a", "rdma-a0", "nvlink", "NVIDIA-H100-80GB-HBM3"),
-        group("gpu-a-pcie", "zone-a", "rdma-a1", "pcie", "NVIDIA-L40S"),
-        group("gpu-b-nvl", "zone-b", "rdma-b0", "nvlink", "NVIDIA-GB200", clique="nvl-domain-b0.0"),
-        group("gpu-b-pcie", "zone-b", "rdma-b1", "pcie", "NVIDIA-L40S"),
-        NodeGroup(name="cpu-a", count=1, numbered=True, labels={ZONE: "zone-a", REGION: "sim"},
-                  capacity={"cpu": "64", "memory": "256Gi", "pods": "250"}),
-        NodeGroup(name="cpu-b", count=1, numbered=True, labels={ZONE: "zone-b", REGION: "sim"},
-                  capacity={"cpu": "64", "memory": "256Gi", "pods": "250"}),
-    ])
+    return Topology(
+        nodes=[
+            group("gpu-a-nvl", "zone-a", "rdma-a0", "nvlink", "NVIDIA-H100-80GB-HBM3"),
+            group("gpu-a-pcie", "zone-a", "rdma-a1", "pcie", "NVIDIA-L40S"),
+            group("gpu-b-nvl", "zone-b", "rdma-b0", "nvlink", "NVIDIA-GB200", clique="nvl-domain-b0.0"),
+            group("gpu-b-pcie", "zone-b", "rdma-b1", "pcie", "NVIDIA-L40S"),
+            NodeGroup(
+                name="cpu-a",
+                count=1,
+                numbered=True,
+                labels={ZONE: "zone-a", REGION: "sim"},
+                capacity={"cpu": "64", "memory": "256Gi", "pods": "250"},
+            ),
+            NodeGroup(
+                name="cpu-b",
+                count=1,
+                numbered=True,
+                labels={ZONE: "zone-b", REGION: "sim"},
+                capacity={"cpu": "64", "memory": "256Gi", "pods": "250"},
+            ),
+        ]
+    )
 
 
 def generated_topology(
-    nodes: int, *, gpus_per_node: int = 8, zones: int = 4, block_size: int = 16, clique_size: int = 8,
+    nodes: int,
+    *,
+    gpus_per_node: int = 8,
+    zones: int = 4,
+    block_size: int = 16,
+    clique_size: int = 8,
     nvlink_every: int = 2,
 ) -> Topology:
     """A large cluster for benchmarks: blocks of `block_size` nodes spread over zones; every
@@ -169,11 +196,23 @@ def generated_topology(
         nvlink = b % nvlink_every == 0
         for c in range(0, count, clique_size if nvlink else count):
             size = min(clique_size if nvlink else count, count - c)
-            labels = {ZONE: zone, REGION: "sim", RDMA_BLOCK: f"rdma-{b}", INTERCONNECT: "nvlink" if nvlink else "pcie"}
+            labels = {
+                ZONE: zone,
+                REGION: "sim",
+                RDMA_BLOCK: f"rdma-{b}",
+                INTERCONNECT: "nvlink" if nvlink else "pcie",
+            }
             if nvlink:
                 labels[CLIQUE] = f"clique-{b}.{c // clique_size}"
-            groups.append(NodeGroup(name=f"gpu-{b}-{c}", count=size, numbered=True,
-                                    capacity=_gpu_node(gpus_per_node), labels=labels))
+            groups.append(
+                NodeGroup(
+                    name=f"gpu-{b}-{c}",
+                    count=size,
+                    numbered=True,
+                    capacity=_gpu_node(gpus_per_node),
+                    labels=labels,
+                )
+            )
     return Topology(nodes=groups)
 
 

@@ -47,9 +47,17 @@ class SimCluster:
             return self.kubeconfig
         return self.state_dir / "kubeconfigs" / "admin.yaml"
 
-    def kubectl_run(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-                              capture_output=True, text=True, check=check, input=input, timeout=120)
+    def kubectl_run(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+            timeout=120,
+        )
 
 
 def wait_for_file(path: Path, proc: ManagedProcess, timeout: float) -> None:
@@ -68,9 +76,19 @@ def wait_for_file(path: Path, proc: ManagedProcess, timeout: float) -> None:
 def start_sim(base: Path, *extra: str) -> tuple[ManagedProcess, Path]:
     kubeconfig = base / "kubeconfig"
     proc = ManagedProcess(
-        "sim", [sys.executable, "-m", "rbg_flows.cli", "sim", "serve", f"--kubeconfig={kubeconfig}",
-                f"--state-dir={base / 'state'}", *extra],
-        base / "sim.log")
+        "sim",
+        [
+            sys.executable,
+            "-m",
+            "rbg_flows.cli",
+            "sim",
+            "serve",
+            f"--kubeconfig={kubeconfig}",
+            f"--state-dir={base / 'state'}",
+            *extra,
+        ],
+        base / "sim.log",
+    )
     proc.start()
     wait_for_file(kubeconfig, proc, START_TIMEOUT)
     return proc, kubeconfig
@@ -83,15 +101,18 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
     base = tmp_path_factory.mktemp("sim")
     if external:
         nodes = ManagedProcess(
-            "node-simulator", [sys.executable, "-m", "rbg_flows.cli", "sim", "nodes",
-                               f"--ready-delay={SIM_READY_DELAY}"],
-            base / "nodes.log", env={**os.environ, "KUBECONFIG": external})
+            "node-simulator",
+            [sys.executable, "-m", "rbg_flows.cli", "sim", "nodes", f"--ready-delay={SIM_READY_DELAY}"],
+            base / "nodes.log",
+            env={**os.environ, "KUBECONFIG": external},
+        )
         nodes.start()
         yield SimCluster(Path(external), bins.path("kubectl"), True, {}, None, nodes)
         nodes.stop()
         return
-    proc, kubeconfig = start_sim(base, "--fault-proxy", f"--ready-delay={SIM_READY_DELAY}",
-                                 "--toleration-seconds=5")
+    proc, kubeconfig = start_sim(
+        base, "--fault-proxy", f"--ready-delay={SIM_READY_DELAY}", "--toleration-seconds=5"
+    )
     info = json.loads((base / "state" / "sim.json").read_text())
     yield SimCluster(kubeconfig, bins.path("kubectl"), False, info, base / "state", proc)
     proc.stop(timeout=30)
@@ -108,8 +129,9 @@ async def kube(sim: SimCluster) -> AsyncIterator[KubeClient]:
 async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     short = request.node.name.split("[")[0].replace("_", "-")[:40].strip("-").lower()
     name = f"t-{short}-{uuid.uuid4().hex[:5]}"
-    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": name}})
+    await kube.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
     yield name
     await kube.delete(f"/api/v1/namespaces/{name}")
 

@@ -19,17 +19,29 @@ pytestmark = pytest.mark.sim
 
 def pod(name: str, **spec: Any) -> dict[str, Any]:
     container = {"name": "main", "image": "registry.example/engine:1", **spec.pop("container", {})}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **spec.pop("metadata", {})},
-            "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **spec.pop("metadata", {})},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec},
+    }
 
 
 async def create_pod(kube: KubeClient, ns: str, body: dict[str, Any]) -> dict[str, Any]:
     return await kube.create(f"/api/v1/namespaces/{ns}/pods", body)
 
 
-async def wait_pod(kube: KubeClient, ns: str, name: str, predicate: Any, what: str, timeout: float = 30) -> dict[str, Any]:
-    objs = await wait_for(kube, f"/api/v1/namespaces/{ns}/pods", lambda o: name in o and predicate(o[name]),
-                          name=name, timeout=timeout, what=what)
+async def wait_pod(
+    kube: KubeClient, ns: str, name: str, predicate: Any, what: str, timeout: float = 30
+) -> dict[str, Any]:
+    objs = await wait_for(
+        kube,
+        f"/api/v1/namespaces/{ns}/pods",
+        lambda o: name in o and predicate(o[name]),
+        name=name,
+        timeout=timeout,
+        what=what,
+    )
     return objs[name]
 
 
@@ -59,7 +71,9 @@ async def test_nodes_carry_topology_labels_capacity_and_version(sim: SimCluster,
 
 async def test_kubectl_sees_the_real_server_version(sim: SimCluster) -> None:
     out = json.loads(sim.kubectl_run("version", "-o", "json").stdout)
-    assert out["serverVersion"]["gitVersion"] == sim.info.get("kubernetesVersion", out["serverVersion"]["gitVersion"])
+    assert out["serverVersion"]["gitVersion"] == sim.info.get(
+        "kubernetesVersion", out["serverVersion"]["gitVersion"]
+    )
     assert out["serverVersion"]["gitVersion"].startswith("v1.")
     assert "$Format" not in out["serverVersion"]["gitCommit"]
 
@@ -68,10 +82,16 @@ async def test_gpu_requests_and_affinity_drive_real_scheduling(kube: KubeClient,
     # 8 GPUs fit a whole GPU node; 9 GPUs fit none, and the real scheduler says so.
     await create_pod(kube, namespace, pod("whole-node", container={"resources": {"limits": {GPU: "8"}}}))
     await create_pod(kube, namespace, pod("too-big", container={"resources": {"limits": {GPU: "9"}}}))
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": CLIQUE, "operator": "Exists"}]}]}}}
-    await create_pod(kube, namespace, pod("in-clique", affinity=affinity,
-                                          container={"resources": {"limits": {GPU: "1"}}}))
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": CLIQUE, "operator": "Exists"}]}]
+            }
+        }
+    }
+    await create_pod(
+        kube, namespace, pod("in-clique", affinity=affinity, container={"resources": {"limits": {GPU: "1"}}})
+    )
     whole = await wait_pod(kube, namespace, "whole-node", is_ready, "whole-node Ready")
     node = await kube.get(f"/api/v1/nodes/{whole['spec']['nodeName']}")
     assert node["status"]["capacity"][GPU] == "8"
@@ -80,13 +100,16 @@ async def test_gpu_requests_and_affinity_drive_real_scheduling(kube: KubeClient,
     assert CLIQUE in node["metadata"]["labels"]
 
     def unschedulable(p: dict[str, Any]) -> bool:
-        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
-                   for c in p.get("status", {}).get("conditions") or [])
+        return any(
+            c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+            for c in p.get("status", {}).get("conditions") or []
+        )
 
     too_big = await wait_pod(kube, namespace, "too-big", unschedulable, "too-big Unschedulable")
     assert not too_big["spec"].get("nodeName")
-    assert "nvidia.com/gpu" in next(c["message"] for c in too_big["status"]["conditions"]
-                                    if c["type"] == "PodScheduled")
+    assert "nvidia.com/gpu" in next(
+        c["message"] for c in too_big["status"]["conditions"] if c["type"] == "PodScheduled"
+    )
 
 
 async def test_pod_runs_then_turns_ready_after_the_delay(kube: KubeClient, namespace: str) -> None:
@@ -107,17 +130,34 @@ async def test_pod_runs_then_turns_ready_after_the_delay(kube: KubeClient, names
     assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
 
 
-async def test_readiness_gates_hold_ready_until_the_condition_is_true(kube: KubeClient, namespace: str) -> None:
+async def test_readiness_gates_hold_ready_until_the_condition_is_true(
+    kube: KubeClient, namespace: str
+) -> None:
     await create_pod(kube, namespace, pod("gated", readinessGates=[{"conditionType": "example.com/gate"}]))
 
     def containers_ready(p: dict[str, Any]) -> bool:
-        return any(c["type"] == "ContainersReady" and c["status"] == "True"
-                   for c in p.get("status", {}).get("conditions") or [])
+        return any(
+            c["type"] == "ContainersReady" and c["status"] == "True"
+            for c in p.get("status", {}).get("conditions") or []
+        )
 
     p = await wait_pod(kube, namespace, "gated", containers_ready, "gated ContainersReady")
     assert not is_ready(p)
-    await kube.patch(f"/api/v1/namespaces/{namespace}/pods/gated/status", {"status": {"conditions": [
-        {"type": "example.com/gate", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}, STRATEGIC)
+    await kube.patch(
+        f"/api/v1/namespaces/{namespace}/pods/gated/status",
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "example.com/gate",
+                        "status": "True",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            }
+        },
+        STRATEGIC,
+    )
     await wait_pod(kube, namespace, "gated", is_ready, "gated Ready once the gate opens")
 
 
@@ -125,8 +165,14 @@ async def test_graceful_deletion_is_finished_like_a_kubelet(kube: KubeClient, na
     await create_pod(kube, namespace, pod("doomed"))
     await wait_pod(kube, namespace, "doomed", is_ready, "doomed Ready")
     await kube.delete(f"/api/v1/namespaces/{namespace}/pods/doomed")
-    await wait_for(kube, f"/api/v1/namespaces/{namespace}/pods", lambda o: "doomed" not in o,
-                   name="doomed", timeout=30, what="doomed gone")
+    await wait_for(
+        kube,
+        f"/api/v1/namespaces/{namespace}/pods",
+        lambda o: "doomed" not in o,
+        name="doomed",
+        timeout=30,
+        what="doomed gone",
+    )
 
 
 SSA_MANIFEST = """
@@ -173,13 +219,24 @@ async def test_workload_controllers_and_kubectl_behave_as_on_any_cluster(
     sim.kubectl_run("apply", "--server-side", "-f", "-", input=SSA_MANIFEST.format(ns=namespace))
     sim.kubectl_run("-n", namespace, "rollout", "status", "statefulset/web", "--timeout=60s")
     sim.kubectl_run("-n", namespace, "rollout", "status", "deployment/router", "--timeout=60s")
-    sim.kubectl_run("-n", namespace, "wait", "--for=jsonpath={.status.readyReplicas}=2", "leaderworkerset/decode",
-                    "--timeout=60s")
+    sim.kubectl_run(
+        "-n",
+        namespace,
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=2",
+        "leaderworkerset/decode",
+        "--timeout=60s",
+    )
     # LWS counts a group ready once its worker StatefulSet exists at the right revision (its own rule),
     # so the workers' readiness is awaited on the pods themselves.
-    objs = await wait_for(kube, f"/api/v1/namespaces/{namespace}/pods",
-                          lambda o: len(o) == 6 and all(is_ready(p) for p in o.values()),
-                          label_selector="leaderworkerset.sigs.k8s.io/name=decode", timeout=30, what="6 LWS pods")
+    objs = await wait_for(
+        kube,
+        f"/api/v1/namespaces/{namespace}/pods",
+        lambda o: len(o) == 6 and all(is_ready(p) for p in o.values()),
+        label_selector="leaderworkerset.sigs.k8s.io/name=decode",
+        timeout=30,
+        what="6 LWS pods",
+    )
     lws_pods = list(objs.values())
     # The LWS pod webhook (real) injected its labels and env.
     worker = next(p for p in lws_pods if p["metadata"]["name"] == "decode-0-1")
@@ -190,13 +247,17 @@ async def test_workload_controllers_and_kubectl_behave_as_on_any_cluster(
     assert "Parallel" in explain
     # Server-side apply: field ownership is tracked per manager.
     sts = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/web")
-    assert any(m["manager"] == "kubectl" and m["operation"] == "Apply" for m in sts["metadata"]["managedFields"])
+    assert any(
+        m["manager"] == "kubectl" and m["operation"] == "Apply" for m in sts["metadata"]["managedFields"]
+    )
     sim.kubectl_run("-n", namespace, "delete", "statefulset/web", "--cascade=foreground", "--timeout=60s")
     remaining = (await kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector="app=web"))["items"]
     assert remaining == []
 
 
-async def test_kopf_runs_a_small_operator(sim: SimCluster, kube: KubeClient, namespace: str, tmp_path: Any) -> None:
+async def test_kopf_runs_a_small_operator(
+    sim: SimCluster, kube: KubeClient, namespace: str, tmp_path: Any
+) -> None:
     import os
     import sys
 
@@ -209,15 +270,29 @@ async def test_kopf_runs_a_small_operator(sim: SimCluster, kube: KubeClient, nam
         "def mark(patch, **_):\n"
         "    patch.metadata.annotations['seen-by'] = 'kopf'\n"
     )
-    proc = ManagedProcess("kopf", [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={namespace}",
-                                   str(operator)], tmp_path / "kopf.log",
-                          env={**os.environ, "KUBECONFIG": str(sim.direct_kubeconfig)})
+    proc = ManagedProcess(
+        "kopf",
+        [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={namespace}", str(operator)],
+        tmp_path / "kopf.log",
+        env={**os.environ, "KUBECONFIG": str(sim.direct_kubeconfig)},
+    )
     proc.start()
     try:
-        await kube.create(f"/api/v1/namespaces/{namespace}/configmaps", {
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"kopf-test": "yes"}}})
-        await wait_for(kube, f"/api/v1/namespaces/{namespace}/configmaps",
-                       lambda o: (o.get("cm", {}).get("metadata", {}).get("annotations") or {}).get("seen-by") == "kopf",
-                       name="cm", timeout=60, what="kopf handler to annotate the ConfigMap")
+        await kube.create(
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "cm", "labels": {"kopf-test": "yes"}},
+            },
+        )
+        await wait_for(
+            kube,
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            lambda o: (o.get("cm", {}).get("metadata", {}).get("annotations") or {}).get("seen-by") == "kopf",
+            name="cm",
+            timeout=60,
+            what="kopf handler to annotate the ConfigMap",
+        )
     finally:
         proc.stop()

@@ -30,8 +30,10 @@ nodes:
     labels: {rbg.x-k8s.io/test-pool: faults}
     taints: [{key: rbg.x-k8s.io/test-pool, value: faults, effect: NoSchedule}]
 """
-POOL = {"nodeSelector": {"rbg.x-k8s.io/test-pool": "faults"},
-        "tolerations": [{"key": "rbg.x-k8s.io/test-pool", "operator": "Exists"}]}
+POOL = {
+    "nodeSelector": {"rbg.x-k8s.io/test-pool": "faults"},
+    "tolerations": [{"key": "rbg.x-k8s.io/test-pool", "operator": "Exists"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +54,32 @@ def pool_pod(name: str, node: str | None = None, **extra: Any) -> dict[str, Any]
     return pod(name, **spec)
 
 
-async def test_node_simulator_joins_a_running_cluster(kube: KubeClient, extra_nodes: NodeSimulator,
-                                                      namespace: str) -> None:
-    nodes = await wait_for(kube, "/api/v1/nodes", lambda o: all(
-        any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
-        for n in o.values()) and len(o) == 2, label_selector="rbg.x-k8s.io/test-pool=faults", timeout=30,
-        what="extra nodes Ready")
+async def test_node_simulator_joins_a_running_cluster(
+    kube: KubeClient, extra_nodes: NodeSimulator, namespace: str
+) -> None:
+    nodes = await wait_for(
+        kube,
+        "/api/v1/nodes",
+        lambda o: (
+            all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+                for n in o.values()
+            )
+            and len(o) == 2
+        ),
+        label_selector="rbg.x-k8s.io/test-pool=faults",
+        timeout=30,
+        what="extra nodes Ready",
+    )
     assert nodes["fault-node-0"]["spec"]["taints"][0]["key"] == "rbg.x-k8s.io/test-pool"
     await create_pod(kube, namespace, pool_pod("joined"))
     ready = await wait_pod(kube, namespace, "joined", is_ready, "pod on the joined node Ready")
     assert ready["spec"]["nodeName"].startswith("fault-node-")
 
 
-async def test_crash_fail_hold_and_release(kube: KubeClient, extra_nodes: NodeSimulator, namespace: str) -> None:
+async def test_crash_fail_hold_and_release(
+    kube: KubeClient, extra_nodes: NodeSimulator, namespace: str
+) -> None:
     faults = Faults(kube)
     for name in ("crashy", "failing", "held"):
         await create_pod(kube, namespace, pool_pod(name))
@@ -78,7 +93,9 @@ async def test_crash_fail_hold_and_release(kube: KubeClient, extra_nodes: NodeSi
     assert back["status"]["containerStatuses"][0]["restartCount"] == 1
 
     await faults.fail_pod(namespace, "failing")
-    failed = await wait_pod(kube, namespace, "failing", lambda p: p["status"].get("phase") == "Failed", "failed")
+    failed = await wait_pod(
+        kube, namespace, "failing", lambda p: p["status"].get("phase") == "Failed", "failed"
+    )
     assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
 
     await faults.hold_pod(namespace, "held")
@@ -98,19 +115,39 @@ async def test_node_notready_is_noticed_by_the_real_node_lifecycle_controller(
     def unknown(objs: dict[str, Any]) -> bool:
         node = objs.get("fault-node-1")
         # The controller first marks the condition, then taints the node.
-        return bool(node) and any(c["type"] == "Ready" and c["status"] == "Unknown"
-                                  for c in node["status"]["conditions"]) and any(
-            t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
+        return (
+            bool(node)
+            and any(c["type"] == "Ready" and c["status"] == "Unknown" for c in node["status"]["conditions"])
+            and any(t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
+        )
 
-    await wait_for(kube, "/api/v1/nodes", unknown, name="fault-node-1", timeout=90,
-                   what="node Ready=Unknown and tainted unreachable")
+    await wait_for(
+        kube,
+        "/api/v1/nodes",
+        unknown,
+        name="fault-node-1",
+        timeout=90,
+        what="node Ready=Unknown and tainted unreachable",
+    )
     # DefaultTolerationSeconds (5 s in the test sim) then the taint manager evicts the pod; its kubelet is
     # gone, so it stays Terminating, as on a real cluster.
-    await wait_pod(kube, namespace, "stranded", lambda p: bool(p["metadata"].get("deletionTimestamp")),
-                   "eviction", timeout=60)
+    await wait_pod(
+        kube,
+        namespace,
+        "stranded",
+        lambda p: bool(p["metadata"].get("deletionTimestamp")),
+        "eviction",
+        timeout=60,
+    )
     await faults.node_ready("fault-node-1")
-    await wait_for(kube, f"/api/v1/namespaces/{namespace}/pods", lambda o: "stranded" not in o,
-                   name="stranded", timeout=60, what="the returning kubelet to finish the deletion")
+    await wait_for(
+        kube,
+        f"/api/v1/namespaces/{namespace}/pods",
+        lambda o: "stranded" not in o,
+        name="stranded",
+        timeout=60,
+        what="the returning kubelet to finish the deletion",
+    )
 
 
 async def test_deleted_node_stops_being_simulated(kube: KubeClient, extra_nodes: NodeSimulator) -> None:
@@ -126,45 +163,94 @@ async def test_deleted_node_stops_being_simulated(kube: KubeClient, extra_nodes:
     assert renewals >= 2
 
 
-async def test_fault_cli_refuses_bad_targets(sim: SimCluster) -> None:
+def test_fault_cli_refuses_bad_targets(sim: SimCluster) -> None:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "rbg_flows.cli", "sim", "fault", "crash", "node/x"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rbg_flows.cli", "sim", "fault", "crash", "node/x"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "does not apply to a node" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "rbg_flows.cli", "sim", "fault", "crash", "deployment/x"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rbg_flows.cli", "sim", "fault", "crash", "deployment/x"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "pod/NAME or node/NAME" in out.stderr
 
 
 @pytest.mark.fault_proxy
-async def test_fault_proxy_answers_faults_and_cuts_watches(sim: SimCluster, fault_proxy: str, namespace: str) -> None:
+async def test_fault_proxy_answers_faults_and_cuts_watches(
+    sim: SimCluster, fault_proxy: str, namespace: str
+) -> None:
     control = FaultProxyControl(fault_proxy)
     async with await KubeClient.from_kubeconfig(sim.kubeconfig) as through_proxy:
         try:
-            await control.set_rules([FaultRule(verb="create", resource="configmaps", namespace=namespace,
-                                               fraction=1.0, action="error", count=1)])
+            await control.set_rules(
+                [
+                    FaultRule(
+                        verb="create",
+                        resource="configmaps",
+                        namespace=namespace,
+                        fraction=1.0,
+                        action="error",
+                        count=1,
+                    )
+                ]
+            )
             cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
             with pytest.raises(ApiError) as err:
                 await through_proxy.create(f"/api/v1/namespaces/{namespace}/configmaps", cm)
             assert err.value.status == 500
-            await through_proxy.create(f"/api/v1/namespaces/{namespace}/configmaps", cm)  # count=1: passes now
+            await through_proxy.create(
+                f"/api/v1/namespaces/{namespace}/configmaps", cm
+            )  # count=1: passes now
 
-            await control.set_rules([FaultRule(verb="get", resource="configmaps", namespace=namespace,
-                                               fraction=1.0, action="throttle", retry_after_seconds=3)])
+            await control.set_rules(
+                [
+                    FaultRule(
+                        verb="get",
+                        resource="configmaps",
+                        namespace=namespace,
+                        fraction=1.0,
+                        action="throttle",
+                        retry_after_seconds=3,
+                    )
+                ]
+            )
             with pytest.raises(ApiError) as err:
                 await through_proxy.get(f"/api/v1/namespaces/{namespace}/configmaps/cm")
             assert err.value.status == 429 and err.value.retry_after == 3
 
-            await control.set_rules([FaultRule(verb="update", resource="configmaps", namespace=namespace,
-                                               fraction=1.0, action="conflict")])
+            await control.set_rules(
+                [
+                    FaultRule(
+                        verb="update",
+                        resource="configmaps",
+                        namespace=namespace,
+                        fraction=1.0,
+                        action="conflict",
+                    )
+                ]
+            )
             with pytest.raises(ApiError) as err:
                 await through_proxy.request("PUT", f"/api/v1/namespaces/{namespace}/configmaps/cm", body=cm)
             assert err.value.status == 409 and err.value.reason == "Conflict"
 
-            await control.set_rules([FaultRule(verb="list", resource="secrets", namespace=namespace,
-                                               fraction=1.0, action="hang", hang_seconds=1)])
+            await control.set_rules(
+                [
+                    FaultRule(
+                        verb="list",
+                        resource="secrets",
+                        namespace=namespace,
+                        fraction=1.0,
+                        action="hang",
+                        hang_seconds=1,
+                    )
+                ]
+            )
             with pytest.raises((aiohttp.ClientError, asyncio.TimeoutError)):
                 await through_proxy.request("GET", f"/api/v1/namespaces/{namespace}/secrets", timeout=10)
             await control.clear()

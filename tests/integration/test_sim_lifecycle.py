@@ -38,8 +38,9 @@ def wait_gone(state_dir: Path, timeout: float = 30) -> list[int]:
 
 
 def kubectl(sim: SimCluster, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(sim.kubectl), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [str(sim.kubectl), f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -97,9 +98,21 @@ def test_malformed_topology_is_refused_before_anything_starts(own_sim_dir: Path)
 
     bad = own_sim_dir / "topo.yaml"
     bad.write_text("nodes:\n  - name: n\n    capacity: {cpu: lots}\n")
-    out = subprocess.run([sys.executable, "-m", "rbg_flows.cli", "sim", "serve", f"--kubeconfig={own_sim_dir / 'kc'}",
-                          f"--state-dir={own_sim_dir / 'state'}", f"--topology={bad}"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rbg_flows.cli",
+            "sim",
+            "serve",
+            f"--kubeconfig={own_sim_dir / 'kc'}",
+            f"--state-dir={own_sim_dir / 'state'}",
+            f"--topology={bad}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "nodes[0].capacity.cpu" in out.stderr and "quantity" in out.stderr
     assert not (own_sim_dir / "state").exists()

@@ -41,36 +41,80 @@ from rbg_flows.sim.pki import ClusterPki, issue, make_ca
         ("GET", "/api/v1/namespaces/ns/pods/p1", "", RequestInfo("get", "pods", None, "ns", "p1")),
         ("GET", "/api/v1/namespaces/ns/pods", "", RequestInfo("list", "pods", None, "ns", None)),
         ("GET", "/api/v1/namespaces/ns/pods", "watch=true", RequestInfo("watch", "pods", None, "ns", None)),
-        ("GET", "/api/v1/namespaces/ns/pods", "watch=1&resourceVersion=5",
-         RequestInfo("watch", "pods", None, "ns", None)),
+        (
+            "GET",
+            "/api/v1/namespaces/ns/pods",
+            "watch=1&resourceVersion=5",
+            RequestInfo("watch", "pods", None, "ns", None),
+        ),
         ("GET", "/api/v1/namespaces/ns/pods", "watch=false", RequestInfo("list", "pods", None, "ns", None)),
         ("GET", "/api/v1/pods", "watch=true", RequestInfo("watch", "pods", None, None, None)),
         ("GET", "/api/v1/watch/namespaces/ns/pods", "", RequestInfo("watch", "pods", None, "ns", None)),
-        ("GET", "/api/v1/namespaces/ns/pods", "watch=true&fieldSelector=metadata.name%3Dp1",
-         RequestInfo("watch", "pods", None, "ns", "p1")),
-        ("PUT", "/api/v1/namespaces/ns/pods/p1/status", "",
-         RequestInfo("update", "pods", "status", "ns", "p1")),
-        ("PATCH", "/api/v1/namespaces/ns/pods/p1/status", "",
-         RequestInfo("patch", "pods", "status", "ns", "p1")),
-        ("POST", "/api/v1/namespaces/ns/pods/p1/eviction", "",
-         RequestInfo("create", "pods", "eviction", "ns", "p1")),
-        ("POST", "/apis/apps/v1/namespaces/ns/statefulsets", "",
-         RequestInfo("create", "statefulsets", None, "ns", None, group="apps")),
-        ("DELETE", "/apis/apps/v1/namespaces/ns/statefulsets/s", "",
-         RequestInfo("delete", "statefulsets", None, "ns", "s", group="apps")),
-        ("DELETE", "/apis/apps/v1/namespaces/ns/statefulsets", "labelSelector=a%3Db",
-         RequestInfo("deletecollection", "statefulsets", None, "ns", None, group="apps")),
-        ("GET", "/apis/leaderworkerset.x-k8s.io/v1/namespaces/ns/leaderworkersets/l", "",
-         RequestInfo("get", "leaderworkersets", None, "ns", "l", group="leaderworkerset.x-k8s.io")),
+        (
+            "GET",
+            "/api/v1/namespaces/ns/pods",
+            "watch=true&fieldSelector=metadata.name%3Dp1",
+            RequestInfo("watch", "pods", None, "ns", "p1"),
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/ns/pods/p1/status",
+            "",
+            RequestInfo("update", "pods", "status", "ns", "p1"),
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/ns/pods/p1/status",
+            "",
+            RequestInfo("patch", "pods", "status", "ns", "p1"),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/ns/pods/p1/eviction",
+            "",
+            RequestInfo("create", "pods", "eviction", "ns", "p1"),
+        ),
+        (
+            "POST",
+            "/apis/apps/v1/namespaces/ns/statefulsets",
+            "",
+            RequestInfo("create", "statefulsets", None, "ns", None, group="apps"),
+        ),
+        (
+            "DELETE",
+            "/apis/apps/v1/namespaces/ns/statefulsets/s",
+            "",
+            RequestInfo("delete", "statefulsets", None, "ns", "s", group="apps"),
+        ),
+        (
+            "DELETE",
+            "/apis/apps/v1/namespaces/ns/statefulsets",
+            "labelSelector=a%3Db",
+            RequestInfo("deletecollection", "statefulsets", None, "ns", None, group="apps"),
+        ),
+        (
+            "GET",
+            "/apis/leaderworkerset.x-k8s.io/v1/namespaces/ns/leaderworkersets/l",
+            "",
+            RequestInfo("get", "leaderworkersets", None, "ns", "l", group="leaderworkerset.x-k8s.io"),
+        ),
         ("GET", "/api/v1/nodes/x", "", RequestInfo("get", "nodes", None, None, "x")),
         ("PATCH", "/api/v1/nodes/x/status", "", RequestInfo("patch", "nodes", "status", None, "x")),
         ("GET", "/api/v1/nodes", "", RequestInfo("list", "nodes", None, None, None)),
         ("GET", "/api/v1/namespaces", "", RequestInfo("list", "namespaces", None, None, None)),
         ("GET", "/api/v1/namespaces/ns", "", RequestInfo("get", "namespaces", None, "ns", "ns")),
-        ("PUT", "/api/v1/namespaces/ns/finalize", "",
-         RequestInfo("update", "namespaces", "finalize", "ns", "ns")),
-        ("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l", "",
-         RequestInfo("get", "leases", None, "kube-system", "l", group="coordination.k8s.io")),
+        (
+            "PUT",
+            "/api/v1/namespaces/ns/finalize",
+            "",
+            RequestInfo("update", "namespaces", "finalize", "ns", "ns"),
+        ),
+        (
+            "GET",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l",
+            "",
+            RequestInfo("get", "leases", None, "kube-system", "l", group="coordination.k8s.io"),
+        ),
     ],
 )
 def test_classify_resource_requests(method: str, path: str, query: str, expected: RequestInfo) -> None:
@@ -82,8 +126,10 @@ def test_classify_takes_a_parsed_query() -> None:
     assert classify("GET", "/api/v1/namespaces/ns/pods", {"limit": "500"}).verb == "list"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/version", "/api", "/api/v1", "/apis", "/apis/apps",
-                                  "/apis/apps/v1", "/openapi/v2", "/"])
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/version", "/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/openapi/v2", "/"],
+)
 def test_classify_non_resource(path: str) -> None:
     info = classify("GET", path, "")
     assert not info.is_resource_request
@@ -137,8 +183,17 @@ def test_rule_matches(kw: dict[str, Any], info: RequestInfo, expected: bool) -> 
 
 @pytest.mark.parametrize(
     "kw",
-    [{"fraction": 0.0}, {"fraction": 1.5}, {"verb": "GET"}, {"verb": "frobnicate"}, {"resource": ""},
-     {"resource": "pods/status/x"}, {"action": "explode"}, {"count": 0}, {"bogus": 1}],
+    [
+        {"fraction": 0.0},
+        {"fraction": 1.5},
+        {"verb": "GET"},
+        {"verb": "frobnicate"},
+        {"resource": ""},
+        {"resource": "pods/status/x"},
+        {"action": "explode"},
+        {"count": 0},
+        {"bogus": 1},
+    ],
 )
 def test_rule_validation(kw: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
@@ -178,19 +233,34 @@ def test_fault_status_bodies() -> None:
 
 
 def test_identity_and_header_stripping() -> None:
-    cert = {"subject": ((("organizationName", "devs"),), (("organizationName", "ops"),),
-                        (("commonName", "alice"),))}
+    cert = {
+        "subject": (
+            (("organizationName", "devs"),),
+            (("organizationName", "ops"),),
+            (("commonName", "alice"),),
+        )
+    }
     assert identity_from_peercert(cert) == ("alice", ("devs", "ops"))
     assert identity_from_peercert({}) is None
     assert identity_from_peercert(None) is None
     assert identity_from_peercert({"subject": ((("organizationName", "devs"),),)}) is None
     from multidict import CIMultiDict
 
-    out = forward_request_headers(CIMultiDict([
-        ("X-Remote-User", "root"), ("x-remote-group", "system:masters"), ("X-Remote-Extra-Foo", "1"),
-        ("Connection", "keep-alive, X-Private"), ("X-Private", "1"), ("Host", "h"), ("Accept", "a"),
-        ("Transfer-Encoding", "chunked"), ("Impersonate-User", "bob"),
-    ]))
+    out = forward_request_headers(
+        CIMultiDict(
+            [
+                ("X-Remote-User", "root"),
+                ("x-remote-group", "system:masters"),
+                ("X-Remote-Extra-Foo", "1"),
+                ("Connection", "keep-alive, X-Private"),
+                ("X-Private", "1"),
+                ("Host", "h"),
+                ("Accept", "a"),
+                ("Transfer-Encoding", "chunked"),
+                ("Impersonate-User", "bob"),
+            ]
+        )
+    )
     assert sorted(out.keys()) == ["Accept", "Impersonate-User"]
 
 
@@ -236,15 +306,17 @@ async def upstream(pki: ClusterPki) -> AsyncIterator[Upstream]:
     async def handler(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         peer = identity_from_peercert(request.transport.get_extra_info("peercert"))
-        state.seen.append({
-            "method": request.method,
-            "raw_path": request.raw_path,
-            "peer": peer.user if peer else None,
-            "user": request.headers.getall("X-Remote-User", []),
-            "groups": request.headers.getall("X-Remote-Group", []),
-            "authorization": request.headers.get("Authorization"),
-            "body": (await request.read()).decode(),
-        })
+        state.seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "peer": peer.user if peer else None,
+                "user": request.headers.getall("X-Remote-User", []),
+                "groups": request.headers.getall("X-Remote-Group", []),
+                "authorization": request.headers.get("Authorization"),
+                "body": (await request.read()).decode(),
+            }
+        )
         if request.query.get("watch") in ("true", "1"):
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})
             await resp.prepare(request)
@@ -256,8 +328,11 @@ async def upstream(pki: ClusterPki) -> AsyncIterator[Upstream]:
             finally:
                 state.watch_ended.set()
         if request.path.endswith("/pb"):
-            return web.Response(body=b"k8s\x00\x01\x02", content_type="application/vnd.kubernetes.protobuf",
-                                headers={"Audit-Id": "abc"})
+            return web.Response(
+                body=b"k8s\x00\x01\x02",
+                content_type="application/vnd.kubernetes.protobuf",
+                headers={"Audit-Id": "abc"},
+            )
         return web.json_response(state.seen[-1], status=201 if request.method == "POST" else 200)
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.front_proxy_ca))
@@ -285,14 +360,18 @@ def _client(pki: ClusterPki, cert: str | None) -> aiohttp.ClientSession:
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     if cert:
         ctx.load_cert_chain(str(pki.cert(cert)), str(pki.key(cert)))
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
-                                 timeout=aiohttp.ClientTimeout(total=10))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ctx), timeout=aiohttp.ClientTimeout(total=10)
+    )
 
 
 async def test_forwards_with_cert_identity(pki: ClusterPki, upstream: Upstream, proxy: FaultProxy) -> None:
     async with _client(pki, "alice") as client:
-        headers = {"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters",
-                   "Authorization": "Bearer stolen"}
+        headers = {
+            "X-Remote-User": "system:admin",
+            "X-Remote-Group": "system:masters",
+            "Authorization": "Bearer stolen",
+        }
         path = "/api/v1/namespaces/default/pods?labelSelector=app%3Dx%2Cy+in+%28a%29&limit=5"
         # encoded=True: yarl would otherwise normalise the query before it even reaches the proxy.
         async with client.get(URL(proxy.url + path, encoded=True), headers=headers) as resp:
@@ -304,33 +383,41 @@ async def test_forwards_with_cert_identity(pki: ClusterPki, upstream: Upstream, 
         assert seen["groups"] == ["devs"]
         assert seen["authorization"] is None
 
-        async with client.post(proxy.url + "/apis/apps/v1/namespaces/default/statefulsets",
-                               data=b'{"kind":"StatefulSet"}',
-                               headers={"Content-Type": "application/json"}) as resp:
+        async with client.post(
+            proxy.url + "/apis/apps/v1/namespaces/default/statefulsets",
+            data=b'{"kind":"StatefulSet"}',
+            headers={"Content-Type": "application/json"},
+        ) as resp:
             assert resp.status == 201
             assert (await resp.json())["body"] == '{"kind":"StatefulSet"}'
 
-        async with client.get(proxy.url + "/api/v1/namespaces/default/configmaps/pb",
-                              headers={"Accept": "application/vnd.kubernetes.protobuf"}) as resp:
+        async with client.get(
+            proxy.url + "/api/v1/namespaces/default/configmaps/pb",
+            headers={"Accept": "application/vnd.kubernetes.protobuf"},
+        ) as resp:
             assert resp.headers["Content-Type"] == "application/vnd.kubernetes.protobuf"
             assert resp.headers["Audit-Id"] == "abc"
             assert await resp.read() == b"k8s\x00\x01\x02"
 
-        async with client.get(proxy.url + "/api/v1/namespaces/default/pods/p/exec",
-                              headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}) as resp:
+        async with client.get(
+            proxy.url + "/api/v1/namespaces/default/pods/p/exec",
+            headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"},
+        ) as resp:
             assert resp.status == 501
 
     async with _client(pki, None) as client:
-        async with client.get(proxy.url + "/api/v1/nodes",
-                              headers={"Authorization": "Bearer tok", "X-Remote-User": "root"}) as resp:
+        async with client.get(
+            proxy.url + "/api/v1/nodes", headers={"Authorization": "Bearer tok", "X-Remote-User": "root"}
+        ) as resp:
             seen = await resp.json()
         assert (seen["peer"], seen["user"], seen["authorization"]) == (None, [], "Bearer tok")
 
 
 async def test_watch_streams_and_is_cut(pki: ClusterPki, upstream: Upstream, proxy: FaultProxy) -> None:
-    async with _client(pki, "alice") as client, client.get(
-        proxy.url + "/api/v1/namespaces/default/pods?watch=true&resourceVersion=1"
-    ) as resp:
+    async with (
+        _client(pki, "alice") as client,
+        client.get(proxy.url + "/api/v1/namespaces/default/pods?watch=true&resourceVersion=1") as resp,
+    ):
         assert resp.status == 200
         assert resp.headers.get("Transfer-Encoding") == "chunked"
         # The first event arrives while the upstream still holds back the second: nothing is buffered.
@@ -351,8 +438,9 @@ async def test_watch_streams_and_is_cut(pki: ClusterPki, upstream: Upstream, pro
 
 
 async def test_throttle_and_control(pki: ClusterPki, upstream: Upstream, proxy: FaultProxy) -> None:
-    proxy.set_rules([FaultRule(resource="pods", verb="list", fraction=1.0, action="throttle",
-                               retry_after_seconds=2)])
+    proxy.set_rules(
+        [FaultRule(resource="pods", verb="list", fraction=1.0, action="throttle", retry_after_seconds=2)]
+    )
     async with _client(pki, "alice") as client:
         async with client.get(proxy.url + "/api/v1/namespaces/default/pods") as resp:
             assert resp.status == 429
@@ -362,8 +450,9 @@ async def test_throttle_and_control(pki: ClusterPki, upstream: Upstream, proxy: 
         assert upstream.seen == []  # answered by the proxy alone
 
         control = FaultProxyControl(proxy.control_url)
-        await control.set_rules([FaultRule(verb="create", resource="statefulsets", fraction=1.0,
-                                           action="conflict", count=1)])
+        await control.set_rules(
+            [FaultRule(verb="create", resource="statefulsets", fraction=1.0, action="conflict", count=1)]
+        )
         assert [r.action for r in await control.rules()] == ["conflict"]
         url = proxy.url + "/apis/apps/v1/namespaces/default/statefulsets"
         async with client.post(url, json={}) as resp:
@@ -388,7 +477,8 @@ async def test_throttle_and_control(pki: ClusterPki, upstream: Upstream, proxy: 
         assert stats["requests"] == 5
         assert await control.cut_watches() == 0
 
-        async with aiohttp.ClientSession() as plain, plain.post(
-            proxy.control_url + "/rules", json=[{"action": "explode", "fraction": 1}]
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as plain,
+            plain.post(proxy.control_url + "/rules", json=[{"action": "explode", "fraction": 1}]) as resp,
+        ):
             assert resp.status == 400

@@ -46,13 +46,16 @@ def test_required_version_block() -> None:
     assert required_version(BLOCK, "gopkg.in/yaml.v3") == "v3.0.1"
 
 
-@pytest.mark.parametrize("module", [
-    "sigs.k8s.io/lws",  # absent
-    "k8s.io/kube",  # a prefix of a required module
-    "gopkg.in/yamlXv3",  # a dot in the name is literal
-    "k8s.io/api",  # only a replacement target
-    "k8s.io/kubernetes/cmd/kube-apiserver",  # only a tool, no version
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "sigs.k8s.io/lws",  # absent
+        "k8s.io/kube",  # a prefix of a required module
+        "gopkg.in/yamlXv3",  # a dot in the name is literal
+        "k8s.io/api",  # only a replacement target
+        "k8s.io/kubernetes/cmd/kube-apiserver",  # only a tool, no version
+    ],
+)
 def test_required_version_missing(module: str) -> None:
     with pytest.raises(BuildError, match=re.escape(module)):
         required_version(BLOCK, module)

@@ -104,8 +104,9 @@ def test_webhook_configurations(manifests: str) -> None:
             assert hook["rules"] == o["rules"] and hook["failurePolicy"] == o["failurePolicy"]
             assert hook["timeoutSeconds"] == 10
             if any("pods" in r["resources"] for r in o["rules"]):
-                assert hook["objectSelector"] == {"matchExpressions": [
-                    {"key": "leaderworkerset.sigs.k8s.io/name", "operator": "Exists"}]}
+                assert hook["objectSelector"] == {
+                    "matchExpressions": [{"key": "leaderworkerset.sigs.k8s.io/name", "operator": "Exists"}]
+                }
             else:
                 assert "objectSelector" not in hook
     pod_hooks = [h for h in _hooks(docs) if "objectSelector" in h]

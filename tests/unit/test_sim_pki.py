@@ -35,8 +35,15 @@ def _eku(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
 
 
 def test_files_are_created(pki: ClusterPki) -> None:
-    for path in [pki.ca, pki.ca_key, pki.front_proxy_ca, pki.sa_key, pki.sa_pub,
-                 *(pki.cert(s) for s in STEMS), *(pki.key(s) for s in STEMS)]:
+    for path in [
+        pki.ca,
+        pki.ca_key,
+        pki.front_proxy_ca,
+        pki.sa_key,
+        pki.sa_pub,
+        *(pki.cert(s) for s in STEMS),
+        *(pki.key(s) for s in STEMS),
+    ]:
         assert path.is_file() and path.read_bytes().startswith(b"-----BEGIN "), path
     for key in [pki.ca_key, pki.sa_key, *(pki.key(s) for s in STEMS)]:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
@@ -129,8 +136,11 @@ def _public(pem: bytes) -> bytes:
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_keys_match_certs(pki: ClusterPki, stem: str) -> None:
-    cert_pub = _cert(pki.cert(stem)).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    cert_pub = (
+        _cert(pki.cert(stem))
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     assert _public(pki.key(stem).read_bytes()) == cert_pub
 
 

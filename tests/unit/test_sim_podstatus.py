@@ -19,15 +19,22 @@ T0 = float(int(time.time()))
 
 
 def make_pod(*, annotations: dict[str, str] | None = None, gates: bool = False, init: bool = False) -> JSON:
-    spec: JSON = {"nodeName": "gpu-a-nvl-0",
-                  "containers": [{"name": "main", "image": "vllm:1"}, {"name": "agent", "image": "agent:2"}]}
+    spec: JSON = {
+        "nodeName": "gpu-a-nvl-0",
+        "containers": [{"name": "main", "image": "vllm:1"}, {"name": "agent", "image": "agent:2"}],
+    }
     if gates:
         spec["readinessGates"] = [{"conditionType": GATE}]
     if init:
-        spec["initContainers"] = [{"name": "setup", "image": "busybox"},
-                                  {"name": "proxy", "image": "envoy", "restartPolicy": "Always"}]
-    return {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "annotations": annotations or {}},
-            "spec": spec, "status": {"phase": "Pending"}}
+        spec["initContainers"] = [
+            {"name": "setup", "image": "busybox"},
+            {"name": "proxy", "image": "envoy", "restartPolicy": "Always"},
+        ]
+    return {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "annotations": annotations or {}},
+        "spec": spec,
+        "status": {"phase": "Pending"},
+    }
 
 
 def apply(pod: JSON, d: Decision) -> JSON:

@@ -141,8 +141,9 @@ def test_default_topology_promise() -> None:
     (members,) = cliques.values()
     assert members >= 2
     # The clique is a multi-node NVLink domain: every member is an NVLink node with GPUs.
-    assert all(g.labels[INTERCONNECT] == "nvlink" and g.capacity[GPU] == "8"
-               for _, g in nodes if CLIQUE in g.labels)
+    assert all(
+        g.labels[INTERCONNECT] == "nvlink" and g.capacity[GPU] == "8" for _, g in nodes if CLIQUE in g.labels
+    )
 
 
 def test_default_topology_survives_validation() -> None:
@@ -172,13 +173,21 @@ def test_generated_topology_odd_sizes(n: int) -> None:
 
 
 def _node_set(topo: Topology) -> dict[str, tuple[object, ...]]:
-    return {name: (tuple(sorted(g.capacity.items())), tuple(sorted(g.labels.items())),
-                   tuple(t.model_dump_json() for t in g.taints)) for name, g in topo.expand()}
+    return {
+        name: (
+            tuple(sorted(g.capacity.items())),
+            tuple(sorted(g.labels.items())),
+            tuple(t.model_dump_json() for t in g.taints),
+        )
+        for name, g in topo.expand()
+    }
 
 
 @pytest.mark.parametrize(
-    "make", [default_topology, lambda: generated_topology(100), lambda: parse_topology(GOOD)],
-    ids=["default", "generated", "file"])
+    "make",
+    [default_topology, lambda: generated_topology(100), lambda: parse_topology(GOOD)],
+    ids=["default", "generated", "file"],
+)
 def test_dump_parse_round_trip(make: Callable[[], Topology]) -> None:
     topo = make()
     text = dump_topology(topo)
