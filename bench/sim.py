@@ -23,6 +23,7 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.sim.build import ensure_binaries
+from rbg_flows.sim.launch import launch_sim
 from rbg_flows.sim.procs import ManagedProcess
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -41,29 +42,8 @@ def rss_mb(pid: int) -> float:
 
 
 def start(base: Path, *args: str) -> tuple[ManagedProcess, Path, float]:
-    kubeconfig = base / "kubeconfig"
-    proc = ManagedProcess(
-        "sim",
-        [
-            sys.executable,
-            "-m",
-            "rbg_flows.cli",
-            "--log-level",
-            "warning",
-            "sim",
-            "serve",
-            f"--kubeconfig={kubeconfig}",
-            f"--state-dir={base / 'state'}",
-            *args,
-        ],
-        base / "sim.log",
-    )
     t0 = time.monotonic()
-    proc.start()
-    while not kubeconfig.exists():
-        if not proc.alive():
-            raise SystemExit(f"sim failed:\n{proc.tail(40)}")
-        time.sleep(0.02)
+    proc, kubeconfig = launch_sim(base, *args, log_level="warning", timeout=600)
     return proc, kubeconfig, time.monotonic() - t0
 
 

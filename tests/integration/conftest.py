@@ -21,6 +21,7 @@ import yaml
 
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.sim.build import ensure_binaries
+from rbg_flows.sim.launch import launch_sim
 from rbg_flows.sim.procs import ManagedProcess
 
 SIM_READY_DELAY = 0.5
@@ -60,38 +61,8 @@ class SimCluster:
         )
 
 
-def wait_for_file(path: Path, proc: ManagedProcess, timeout: float) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited before it was ready:\n{proc.tail(40)}")
-        if time.monotonic() > deadline:
-            proc.stop()
-            raise RuntimeError(f"{proc.name} not ready after {timeout}s:\n{proc.tail(40)}")
-        time.sleep(0.1)
-
-
 def start_sim(base: Path, *extra: str) -> tuple[ManagedProcess, Path]:
-    kubeconfig = base / "kubeconfig"
-    proc = ManagedProcess(
-        "sim",
-        [
-            sys.executable,
-            "-m",
-            "rbg_flows.cli",
-            "sim",
-            "serve",
-            f"--kubeconfig={kubeconfig}",
-            f"--state-dir={base / 'state'}",
-            *extra,
-        ],
-        base / "sim.log",
-    )
-    proc.start()
-    wait_for_file(kubeconfig, proc, START_TIMEOUT)
-    return proc, kubeconfig
+    return launch_sim(base, *extra, timeout=START_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
