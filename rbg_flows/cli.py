@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rbg_flows import logs
+from rbg_flows import dev, logs, processes
 from rbg_flows.sim import cli as sim_cli
 
 
@@ -14,6 +14,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     sub = p.add_subparsers(dest="cmd", required=True)
     sim_cli.add_parser(sub)
+    processes.add_parsers(sub)
+    dev.add_parser(sub)
     return p
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiolimiter import AsyncLimiter
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import load_kube_config
 
@@ -39,8 +40,11 @@ class ApiError(Exception):
 
 
 class KubeClient:
-    def __init__(self, cfg: Configuration, *, max_connections: int = 64):
+    def __init__(self, cfg: Configuration, *, max_connections: int = 64, qps: float | None = None):
         self.cfg = cfg
+        # The Python client has no client-side rate limit; a token bucket protects the API server from a
+        # burst of operations (client-go's default is 5 QPS, far too low for a controller of 1,000 groups).
+        self._limiter = AsyncLimiter(qps, 1.0) if qps else None
         self.base = str(cfg.host).rstrip("/")
         ctx: ssl.SSLContext | bool
         if self.base.startswith("https"):
@@ -106,6 +110,8 @@ class KubeClient:
         data = None if body is None else json.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"
+        if self._limiter is not None:
+            await self._limiter.acquire()
         async with self._session.request(
             method,
             self.base + path,

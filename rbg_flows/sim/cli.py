@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("--nodes", type=int)
     t.set_defaults(func=_topology)
 
+    k = s.add_parser("kubectl", help="the kubectl built with the sim (same release as the API server)")
+    k.add_argument("args", nargs=argparse.REMAINDER)
+    k.set_defaults(func=_kubectl)
+
     f = s.add_parser("fault", help="inject a pod or node fault (current KUBECONFIG)")
     f.add_argument("action", choices=["crash", "fail", "hold", "release", "notready", "ready", "delete"])
     f.add_argument("target", help="pod/NAME or node/NAME")
@@ -126,6 +130,16 @@ def _nodes(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _kubectl(args: argparse.Namespace) -> int:
+    import os
+
+    from rbg_flows.sim.build import ensure_binaries
+
+    kubectl = str(ensure_binaries(with_lws=False).path("kubectl"))
+    os.execv(kubectl, [kubectl, *[a for a in args.args if a != "--"]])
+    return 0  # not reached
 
 
 def _topology(args: argparse.Namespace) -> int:

@@ -23,8 +23,17 @@ def _die_with_parent() -> None:
 
 
 class ManagedProcess:
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        detached: bool = False,
+    ):
+        """`detached` processes outlive their parent (for `dev up`, which returns once all is healthy)."""
         self.name = name
+        self.detached = detached
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env

@@ -116,3 +116,57 @@ def fault_proxy(sim: SimCluster) -> str:
 
 def manifest(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+# -- Temporal and the orchestrator ---------------------------------------------------------------
+MAIN_NAMESPACES = "t-*"  # the shared orchestrator watches these; isolated tests use "iso-*" namespaces
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[Any]:
+    import shutil
+
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES
+
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--ui-disable-news-fetch"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env: Any) -> str:
+    return str(temporal_env.client.service_client.config.target_host)
+
+
+@pytest.fixture(scope="session")
+async def crds(kube: KubeClient) -> list[str]:
+    from rbg_flows.install import install_crds
+
+    return await install_crds(kube)
+
+
+@pytest.fixture(scope="session")
+def orchestrator(
+    sim: SimCluster, temporal_address: str, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    from .orchestrator import Orchestrator
+
+    orch = Orchestrator(
+        temporal_address,
+        sim.direct_kubeconfig,
+        "rbg-test-main",
+        tmp_path_factory.mktemp("orch"),
+        [MAIN_NAMESPACES],
+        watcher_args=["--heartbeat-timeout=5"],
+    ).start()
+    yield orch
+    orch.stop()

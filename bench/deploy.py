@@ -1,0 +1,300 @@
+"""Orchestration overhead and throughput of deploys (targets in ../shared/targets.md):
+
+1. Floor: apply the exact objects rbg_flows would create for a 3-role group (router -> prefill, decode)
+   directly, in dependency order, waiting for readiness between levels: apply -> all ready.
+2. Measured: create the RoleBasedGroup -> Ready=True, same group, same cluster, same run.
+3. Throughput: N groups x 3 roles created at R groups/s: create -> Ready p50/p99; nothing left behind.
+
+    .venv/bin/python bench/deploy.py [--runs 5] [--groups 100] [--rate 10] [--ready-delay 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+from temporalio.testing import WorkflowEnvironment
+
+from bench._common import summary, write_result
+from rbg_flows.activities.workloads import CONFIGMAP, KINDS, SERVICE, readiness
+from rbg_flows.api import STATEFULSET, RoleBasedGroup, dependency_levels
+from rbg_flows.install import install_crds
+from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.kube.wait import wait_for
+from rbg_flows.manifests.discovery import discovery_configmap
+from rbg_flows.manifests.service import build_headless_service
+from rbg_flows.manifests.workloads import build_workload
+from rbg_flows.sim.build import ensure_binaries
+from rbg_flows.sim.launch import launch_sim
+from rbg_flows.temporal import run_with_runtime
+from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES
+from rbg_flows.workflows.types import FIELD_MANAGER
+from tests.integration.orchestrator import Orchestrator
+
+ROOT = Path(__file__).resolve().parents[1]
+RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
+
+
+def group(name: str, replicas: int) -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "examples" / "pd-disaggregation.yaml").read_text())
+    body["metadata"] = {"name": name}
+    for role in body["spec"]["roles"]:
+        role["replicas"] = replicas if role["name"] != "router" else 1
+    return body
+
+
+async def new_namespace(kube: KubeClient, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await kube.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    # Pods are refused until the namespace's default service account exists.
+    await wait_for(kube, f"/api/v1/namespaces/{name}/serviceaccounts", lambda o: "default" in o, timeout=30)
+    return name
+
+
+class Readiness:
+    """Watches workloads of a namespace; resolves waits for a set of names being ready."""
+
+    def __init__(self, kube: KubeClient, ns: str):
+        self.kube, self.ns = kube, ns
+        self.objs: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Condition()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Readiness:
+        synced = [asyncio.Event(), asyncio.Event()]
+
+        async def on_event(kind: str, obj: dict[str, Any]) -> None:
+            self.objs[obj["kind"] + "/" + obj["metadata"]["name"]] = obj
+            async with self.changed:
+                self.changed.notify_all()
+
+        for i, plural in enumerate(("statefulsets", "deployments")):
+            self.tasks.append(
+                asyncio.create_task(
+                    list_and_watch(
+                        self.kube,
+                        f"/apis/apps/v1/namespaces/{self.ns}/{plural}",
+                        on_event,
+                        on_synced=synced[i].set,
+                    )
+                )
+            )
+        await asyncio.gather(*(e.wait() for e in synced))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self.tasks:
+            t.cancel()
+
+    async def wait(self, wanted: list[tuple[str, str, int]]) -> None:
+        """wanted: (kind key, name, replicas)."""
+
+        def ok() -> bool:
+            return all(readiness(k, self.objs.get(f"{KINDS[k].label}/{n}"), r, 1).done for k, n, r in wanted)
+
+        async with self.changed:
+            await self.changed.wait_for(ok)
+
+
+async def floor_once(kube: KubeClient, replicas: int) -> float:
+    """Apply the same objects rbg_flows creates, level by level, straight to the API server."""
+    ns = await new_namespace(kube, "floor")
+    body = group("pd", replicas)
+    # An owner that exists (GC would delete objects owned by nobody) but that no watcher acts on.
+    owner = await kube.create(
+        f"{RBG_API}/namespaces/{ns}/rolebasedgroups", {**body, "metadata": {"name": "pd"}}
+    )
+    rbg = RoleBasedGroup.model_validate(owner)
+    async with Readiness(kube, ns) as ready:
+        t0 = time.monotonic()
+        cm = discovery_configmap(rbg)
+        await kube.apply(CONFIGMAP.path(ns, cm["metadata"]["name"]), cm, FIELD_MANAGER)
+        for level in dependency_levels(rbg.spec.roles):
+            wanted: list[tuple[str, str, int]] = []
+
+            async def apply(role_name: str, wanted: list[tuple[str, str, int]] = wanted) -> None:
+                role = rbg.spec.role(role_name)
+                kind = KINDS[role.workload.key]
+                if kind.key == STATEFULSET:
+                    svc = build_headless_service(rbg, role)
+                    await kube.apply(SERVICE.path(ns, svc["metadata"]["name"]), svc, FIELD_MANAGER)
+                w = build_workload(rbg, role)
+                await kube.apply(kind.path(ns, w["metadata"]["name"]), w, FIELD_MANAGER)
+                wanted.append((kind.key, w["metadata"]["name"], role.replicas))
+
+            await asyncio.gather(*(apply(r) for r in level))
+            await ready.wait(wanted)
+        elapsed = time.monotonic() - t0
+    await kube.delete(f"/api/v1/namespaces/{ns}")
+    return elapsed
+
+
+async def measured_once(kube: KubeClient, ns: str, name: str, replicas: int) -> float:
+    ready = asyncio.Event()
+
+    def on_event(kind: str, obj: dict[str, Any]) -> None:
+        conds = (obj.get("status") or {}).get("conditions") or []
+        if (
+            any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+            and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+        ):
+            ready.set()
+
+    watch = asyncio.create_task(
+        list_and_watch(
+            kube,
+            f"{RBG_API}/namespaces/{ns}/rolebasedgroups",
+            on_event,
+            params={"fieldSelector": f"metadata.name={name}"},
+        )
+    )
+    await asyncio.sleep(0.2)  # the watch is established before the clock starts
+    t0 = time.monotonic()
+    await kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", group(name, replicas))
+    await ready.wait()
+    elapsed = time.monotonic() - t0
+    watch.cancel()
+    return elapsed
+
+
+async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, Any]:
+    ns = await new_namespace(kube, "bench-tp")
+    created: dict[str, float] = {}
+    done: dict[str, float] = {}
+    all_done = asyncio.Event()
+
+    def on_event(kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        st = obj.get("status") or {}
+        if (
+            name in created
+            and name not in done
+            and st.get("observedGeneration") == obj["metadata"]["generation"]
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+        ):
+            done[name] = time.monotonic()
+            if len(done) == groups:
+                all_done.set()
+
+    watch = asyncio.create_task(list_and_watch(kube, f"{RBG_API}/namespaces/{ns}/rolebasedgroups", on_event))
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    creates = []
+    for i in range(groups):
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        name = f"g{i:03d}"
+        created[name] = time.monotonic()
+        creates.append(
+            asyncio.create_task(kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", group(name, 1)))
+        )
+    await asyncio.gather(*creates)
+    await asyncio.wait_for(all_done.wait(), timeout=600)
+    watch.cancel()
+    latencies = [done[n] - created[n] for n in created]
+    # Nothing left behind: delete every group; every workload and pod must go.
+    await kube.request("DELETE", f"{RBG_API}/namespaces/{ns}/rolebasedgroups")
+    leftovers = -1
+    for _ in range(600):
+        pods = (await kube.get(f"/api/v1/namespaces/{ns}/pods"))["items"]
+        sts = (await kube.get(f"/apis/apps/v1/namespaces/{ns}/statefulsets"))["items"]
+        deps = (await kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments"))["items"]
+        leftovers = len(pods) + len(sts) + len(deps)
+        if leftovers == 0:
+            break
+        await asyncio.sleep(0.2)
+    return {"groups": groups, "rate": rate, "create_to_ready": summary(latencies), "left_behind": leftovers}
+
+
+async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> dict[str, Any]:
+    proc, kubeconfig = launch_sim(
+        base / "sim", "--no-lws", f"--ready-delay={args.ready_delay}", log_level="warning"
+    )
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+    orch = None
+    try:
+        async with await KubeClient.from_kubeconfig(kubeconfig) as kube:
+            await install_crds(kube)
+            address = str(env.client.service_client.config.target_host)
+            orch = Orchestrator(address, kubeconfig, "bench", base, ["bench-*"]).start()
+            ns = await new_namespace(kube, "bench-ovh")
+            await measured_once(kube, ns, "warmup", args.replicas)  # first workflow pays imports/caches
+            floors, measured = [], []
+            for i in range(args.runs):
+                floors.append(await floor_once(kube, args.replicas))
+                measured.append(await measured_once(kube, ns, f"pd{i}", args.replicas))
+                print(f"  run {i + 1}: floor {floors[-1]:.3f}s  rbg_flows {measured[-1]:.3f}s", flush=True)
+            f, m = summary(floors), summary(measured)
+            result: dict[str, Any] = {
+                "ready_delay": args.ready_delay,
+                "replicas": args.replicas,
+                "floor": f,
+                "measured": m,
+                "overhead_ratio": m["median"] / f["median"],
+                "overhead_ms": (m["median"] - f["median"]) * 1000,
+            }
+            print(
+                f"3-role group (router -> prefill x{args.replicas}, decode x{args.replicas}), "
+                f"pods Ready after {args.ready_delay}s:"
+            )
+            print(f"  floor (direct apply in dependency order): median {f['median']:.3f}s")
+            print(f"  rbg_flows (create RBG -> Ready=True):     median {m['median']:.3f}s")
+            print(
+                f"  overhead ratio {result['overhead_ratio']:.3f} (target <= 1.2), "
+                f"absolute {result['overhead_ms']:.0f} ms (target <= 150 ms)"
+            )
+            if args.groups:
+                tp = await throughput(kube, args.groups, args.rate)
+                result["throughput"] = tp
+                c = tp["create_to_ready"]
+                print(
+                    f"{args.groups} groups x 3 roles at {args.rate}/s: create->Ready p50 {c['median']:.2f}s "
+                    f"p99 {c['p99']:.2f}s (targets {args.ready_delay + 0.5:.1f}s / "
+                    f"{args.ready_delay + 1.5:.1f}s); "
+                    f"left behind after delete: {tp['left_behind']}"
+                )
+            return result
+    finally:
+        if orch:
+            orch.stop()
+        await env.shutdown()
+        proc.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--groups", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--ready-delay", type=float, default=1.0)
+    args = ap.parse_args()
+    ensure_binaries(with_lws=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_with_runtime(lambda runtime: main_async(args, Path(tmp), runtime))
+    print(f"written {write_result('deploy', copy.deepcopy(result))}")
+
+
+if __name__ == "__main__":
+    main()

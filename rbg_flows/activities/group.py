@@ -1,0 +1,308 @@
+"""The activities of every RoleBasedGroup operation. Each is idempotent (server-side apply under one
+field manager, deterministic event names, level-triggered reads), so a retry or a replay is safe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from rbg_flows.activities.workloads import CONFIGMAP, KINDS, LWS_API, SERVICE, Readiness, readiness
+from rbg_flows.api import (
+    LEADERWORKERSET,
+    STATEFULSET,
+    RoleBasedGroup,
+    dependency_levels,
+    parse_rbg,
+    workload_name,
+)
+from rbg_flows.api.validation import FieldError
+from rbg_flows.kube.client import ApiError, KubeClient
+from rbg_flows.kube.errors import describe, is_retryable, with_retries
+from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.kube.wait import is_ready
+from rbg_flows.manifests.discovery import discovery_configmap
+from rbg_flows.manifests.service import build_headless_service
+from rbg_flows.manifests.workloads import build_workload
+from rbg_flows.workflows.types import (
+    FIELD_MANAGER,
+    AppliedWorkload,
+    EventRecord,
+    RbgKey,
+    RolePlan,
+    RoleProgress,
+    RoleRequest,
+    SpecEvent,
+    StatusUpdate,
+    ValidationReport,
+    WaitRequest,
+)
+
+T = TypeVar("T")
+JSON = dict[str, Any]
+RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
+
+
+def rbg_path(key: RbgKey) -> str:
+    return f"{RBG_API}/namespaces/{key.namespace}/rolebasedgroups/{key.name}"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def kube_call(call: Callable[[], Awaitable[T]]) -> T:
+    """Retry what is worth retrying here; turn the rest into a non-retryable error with a clear message."""
+    try:
+        return await with_retries(call)
+    except ApiError as e:
+        raise ApplicationError(describe(e), type=f"Kube{e.status}", non_retryable=not is_retryable(e)) from e
+
+
+def _model(event: SpecEvent) -> RoleBasedGroup:
+    rbg, errors = parse_rbg(event.obj)
+    if rbg is None or errors:
+        raise ApplicationError("spec no longer validates: " + "; ".join(map(str, errors)), non_retryable=True)
+    return rbg
+
+
+class GroupActivities:
+    """Activities bound to one Kubernetes client (injected, so tests and the worker choose it)."""
+
+    def __init__(self, kube: KubeClient, *, clock: Callable[[], float] = time.monotonic):
+        self.kube = kube
+        self.clock = clock
+
+    @activity.defn(name="validate_spec")
+    async def validate_spec(self, event: SpecEvent) -> ValidationReport:
+        rbg, problems = parse_rbg(event.obj)
+        if rbg is None:
+            return ValidationReport(problems=problems)
+        lws_roles = [i for i, r in enumerate(rbg.spec.roles) if r.is_leader_worker_set]
+        if lws_roles and await kube_call(lambda: self.kube.get_or_none(LWS_API)) is None:
+            problems = [
+                *problems,
+                *(
+                    FieldError(
+                        path=f"spec.roles[{i}].workload",
+                        message="LeaderWorkerSet is not served by this cluster: install the LeaderWorkerSet "
+                        "CRD (leaderworkersets.leaderworkerset.x-k8s.io) and its controller",
+                    )
+                    for i in lws_roles
+                ),
+            ]
+        if problems:
+            return ValidationReport(problems=problems)
+        name = rbg.metadata.name or ""
+        plans = {
+            r.name: RolePlan(
+                role=r.name,
+                kind=r.workload.key,
+                workload=workload_name(name, r.name),
+                replicas=r.replicas,
+                pods_per_instance=r.pods_per_instance,
+            )
+            for r in rbg.spec.roles
+        }
+        return ValidationReport(levels=dependency_levels(rbg.spec.roles), roles=plans)
+
+    @activity.defn(name="apply_shared")
+    async def apply_shared(self, req: RoleRequest) -> None:
+        """Objects every role needs before its pods start: the discovery ConfigMap."""
+        rbg = _model(req.event)
+        cm = discovery_configmap(rbg)
+        path = CONFIGMAP.path(req.key.namespace, cm["metadata"]["name"])
+        await kube_call(lambda: self.kube.apply(path, cm, FIELD_MANAGER))
+
+    @activity.defn(name="apply_role")
+    async def apply_role(self, req: RoleRequest) -> AppliedWorkload:
+        rbg = _model(req.event)
+        role = rbg.spec.role(req.role)
+        kind = KINDS[role.workload.key]
+        ns = req.key.namespace
+        if kind.key == STATEFULSET:
+            svc = build_headless_service(rbg, role)
+            await kube_call(
+                lambda: self.kube.apply(SERVICE.path(ns, svc["metadata"]["name"]), svc, FIELD_MANAGER)
+            )
+        body = build_workload(rbg, role)
+        name = body["metadata"]["name"]
+        applied = await kube_call(lambda: self.kube.apply(kind.path(ns, name), body, FIELD_MANAGER))
+        return AppliedWorkload(workload=name, generation=int(applied["metadata"].get("generation") or 0))
+
+    @activity.defn(name="wait_role")
+    async def wait_role(self, req: WaitRequest) -> RoleProgress:
+        """Watch the role's workload until its readiness differs from what the caller knows, it is done,
+        or the deadline passes. Heartbeats carry the progress, so a stalled wait is visible."""
+        kind = KINDS[req.plan.kind]
+        latest: dict[str, JSON] = {}
+        changed = asyncio.Event()
+
+        def on_event(event_type: str, obj: JSON) -> None:
+            if event_type == "DELETED":
+                latest.pop("obj", None)
+            else:
+                latest["obj"] = obj
+            changed.set()
+
+        watch = asyncio.create_task(
+            list_and_watch(
+                self.kube,
+                kind.collection(req.key.namespace),
+                on_event,
+                on_synced=changed.set,
+                params={"fieldSelector": f"metadata.name={req.plan.workload}"},
+            )
+        )
+        deadline = self.clock() + req.deadline_seconds if req.deadline_seconds is not None else None
+        try:
+            while True:
+                r = readiness(kind.key, latest.get("obj"), req.plan.replicas, req.min_generation)
+                if r.done and req.plan.kind == LEADERWORKERSET:
+                    r = await self._lws_pods_ready(req, r)
+                progress = RoleProgress(
+                    role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=r.done
+                )
+                activity.heartbeat(progress.model_dump())
+                if progress.done or progress.ready != req.known_ready:
+                    return progress
+                if deadline is not None and self.clock() >= deadline:
+                    return progress.model_copy(update={"timed_out": True})
+                changed.clear()
+                wait = req.heartbeat_every_seconds
+                if deadline is not None:
+                    wait = max(0.01, min(wait, deadline - self.clock()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _lws_pods_ready(self, req: WaitRequest, r: Readiness) -> Readiness:
+        # LeaderWorkerSet counts a group ready once its leader is ready and its worker StatefulSet is at
+        # the right revision, whatever the workers' readiness: the role is ready only when every pod is.
+        pods = (
+            await kube_call(
+                lambda: self.kube.get(
+                    f"/api/v1/namespaces/{req.key.namespace}/pods",
+                    labelSelector=f"leaderworkerset.sigs.k8s.io/name={req.plan.workload}",
+                )
+            )
+        )["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        ready = sum(1 for p in live if is_ready(p))
+        return Readiness(
+            r.replicas,
+            r.ready,
+            r.updated,
+            r.settled and ready == len(live) == r.replicas * req.plan.pods_per_instance,
+        )
+
+    @activity.defn(name="write_status")
+    async def write_status(self, upd: StatusUpdate) -> None:
+        await kube_call(lambda: self._write_status(upd))
+
+    async def _write_status(self, upd: StatusUpdate) -> None:
+        obj = await self.kube.get_or_none(rbg_path(upd.key))
+        if obj is None or obj["metadata"]["uid"] != upd.uid:
+            return  # deleted, or replaced by a new object of the same name: not ours to write
+        status: JSON = dict(obj.get("status") or {})
+        now = now_rfc3339()
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        generation = int(obj["metadata"].get("generation") or 0)
+        for c in upd.conditions:
+            old = conditions.get(c.type)
+            transition = old["lastTransitionTime"] if old and old.get("status") == c.status else now
+            conditions[c.type] = {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": transition,
+                "observedGeneration": upd.observed_generation or generation,
+            }
+        status["conditions"] = list(conditions.values())
+        if upd.phase:
+            status["phase"] = upd.phase
+        if upd.observed_generation is not None:
+            status["observedGeneration"] = upd.observed_generation
+        if upd.workflow_id:
+            status["workflowId"] = upd.workflow_id
+        status["roleStatuses"] = await self._role_statuses(upd.key, obj)
+        body = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": upd.key.name, "namespace": upd.key.namespace},
+            "status": status,
+        }
+        await self.kube.apply(rbg_path(upd.key) + "/status", body, FIELD_MANAGER)
+
+    async def _role_statuses(self, key: RbgKey, obj: JSON) -> list[JSON]:
+        out = []
+        for role in obj.get("spec", {}).get("roles") or []:
+            kind = KINDS.get(_workload_key(role))
+            replicas = int(role.get("replicas", 1))
+            current = (
+                await self.kube.get_or_none(kind.path(key.namespace, workload_name(key.name, role["name"])))
+                if kind
+                else None
+            )
+            st = (current or {}).get("status") or {}
+            out.append(
+                {
+                    "name": role["name"],
+                    "replicas": replicas,
+                    "readyReplicas": int(st.get("readyReplicas") or 0),
+                    "updatedReplicas": int(st.get("updatedReplicas") or 0),
+                }
+            )
+        return out
+
+    @activity.defn(name="record_event")
+    async def record_event(self, ev: EventRecord) -> None:
+        info = activity.info()
+        # One event per (operation run, activity): a retried activity finds its event already there.
+        digest = hashlib.sha1(f"{info.workflow_run_id}/{info.activity_id}".encode()).hexdigest()[:12]
+        now = now_rfc3339()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{ev.key.name}.{digest}", "namespace": ev.key.namespace},
+            "involvedObject": {
+                "apiVersion": "workloads.x-k8s.io/v1alpha1",
+                "kind": "RoleBasedGroup",
+                "name": ev.key.name,
+                "namespace": ev.key.namespace,
+                "uid": ev.uid,
+            },
+            "reason": ev.reason,
+            "message": ev.message[:1024],
+            "type": ev.type,
+            "source": {"component": "rbg-flows"},
+            "reportingComponent": "rbg-flows",
+            "reportingInstance": info.workflow_id,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+
+        async def create() -> None:
+            try:
+                await self.kube.create(f"/api/v1/namespaces/{ev.key.namespace}/events", body)
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+
+        await kube_call(create)
+
+
+def _workload_key(role: JSON) -> str:
+    w = role.get("workload") or {}
+    return f"{w.get('apiVersion', 'apps/v1')}/{w.get('kind', 'StatefulSet')}"

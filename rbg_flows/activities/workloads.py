@@ -1,0 +1,71 @@
+"""Where each workload kind lives in the API and how to read its progress from its status (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rbg_flows.api import DEPLOYMENT, LEADERWORKERSET, STATEFULSET
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    key: str
+    label: str  # for activity summaries: "apply prefill StatefulSet"
+    group_version: str
+    plural: str
+
+    def collection(self, namespace: str) -> str:
+        prefix = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        return f"{prefix}/namespaces/{namespace}/{self.plural}"
+
+    def path(self, namespace: str, name: str) -> str:
+        return f"{self.collection(namespace)}/{name}"
+
+
+KINDS: dict[str, WorkloadKind] = {
+    STATEFULSET: WorkloadKind(STATEFULSET, "StatefulSet", "apps/v1", "statefulsets"),
+    DEPLOYMENT: WorkloadKind(DEPLOYMENT, "Deployment", "apps/v1", "deployments"),
+    LEADERWORKERSET: WorkloadKind(
+        LEADERWORKERSET, "LeaderWorkerSet", "leaderworkerset.x-k8s.io/v1", "leaderworkersets"
+    ),
+}
+SERVICE = WorkloadKind("v1/Service", "Service", "v1", "services")
+CONFIGMAP = WorkloadKind("v1/ConfigMap", "ConfigMap", "v1", "configmaps")
+LWS_API = "/apis/leaderworkerset.x-k8s.io/v1"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    replicas: int
+    ready: int
+    updated: int
+    settled: bool  # the controller has observed our last change and finished rolling it out
+
+    @property
+    def done(self) -> bool:
+        return self.settled and self.ready >= self.replicas and self.updated >= self.replicas
+
+
+def readiness(kind: str, obj: JSON | None, want_replicas: int, min_generation: int) -> Readiness:
+    """Progress of one workload towards `want_replicas` ready instances at generation >= min_generation."""
+    if obj is None:
+        return Readiness(want_replicas, 0, 0, False)
+    status = obj.get("status") or {}
+    observed = int(status.get("observedGeneration") or 0)
+    generation = int(obj.get("metadata", {}).get("generation") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    settled = observed >= max(min_generation, generation)
+    if kind == STATEFULSET:
+        # Pods of an old revision still count as ready until replaced: the revisions must agree.
+        settled = settled and status.get("currentRevision") == status.get("updateRevision")
+        settled = settled and int(status.get("replicas") or 0) == want_replicas
+    elif kind == DEPLOYMENT:
+        settled = settled and int(status.get("replicas") or 0) == want_replicas
+    if kind in (STATEFULSET, DEPLOYMENT):
+        # Available = ready for minReadySeconds, which is what the role's readiness gate means.
+        ready = min(ready, int(status.get("availableReplicas") or 0))
+    return Readiness(want_replicas, min(ready, want_replicas), min(updated, want_replicas), settled)

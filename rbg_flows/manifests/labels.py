@@ -1,0 +1,112 @@
+"""Label and annotation keys the reference controller puts on what it creates, and the metadata every
+built object shares (identity of the group, selectors, the owner reference).
+
+These strings are part of the contract (api.md): users select pods and workloads by them, so they
+must stay byte-identical to RBG v0.4-v0.6.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from rbg_flows.api import API_VERSION, RoleBasedGroup, RoleSpec
+from rbg_flows.api.rbg import KIND
+
+PREFIX: Final = "rolebasedgroup.workloads.x-k8s.io/"
+
+GROUP_NAME_LABEL: Final = PREFIX + "name"
+ROLE_LABEL: Final = PREFIX + "role"
+GROUP_UNIQUE_KEY_LABEL: Final = PREFIX + "group-unique-key"
+ROLE_REVISION_LABEL_PREFIX: Final = PREFIX + "role-revision-hash-"
+CONTROLLER_REVISION_HASH_LABEL: Final = PREFIX + "controller-revision-hash"
+
+# Replicas of the role when the workload was last applied. Only on the workload object, never on the
+# pod template: scaling must not roll pods.
+ROLE_SIZE_ANNOTATION: Final = PREFIX + "role-size"
+EXCLUSIVE_TOPOLOGY_ANNOTATION: Final = PREFIX + "exclusive-topology"
+DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION: Final = PREFIX + "disable-exclusive-topology"
+
+# Set by the StatefulSet controller on every pod it creates (and so on LeaderWorkerSet pods, which
+# are created by StatefulSets); the source of ROLE_INDEX.
+POD_INDEX_LABEL: Final = "apps.kubernetes.io/pod-index"
+
+
+def role_revision_label(role_name: str) -> str:
+    """Key of the workload label carrying the role's revision hash."""
+    return ROLE_REVISION_LABEL_PREFIX + role_name
+
+
+def group_unique_key(namespace: str, name: str) -> str:
+    """sha1 of "<namespace>/<name>" in hex: a label value (40 chars) that tells apart groups of the same
+    name in different namespaces, used by exclusive-topology affinity."""
+    return hashlib.sha1(f"{namespace}/{name}".encode(), usedforsecurity=False).hexdigest()
+
+
+def identity(rbg: RoleBasedGroup) -> tuple[str, str]:
+    """(namespace, name) of a group that exists in the API server; refuses one that does not, because
+    every object built from it is namespaced and named after it."""
+    name, namespace = rbg.metadata.name, rbg.metadata.namespace
+    if not name or not namespace:
+        raise ValueError("the RoleBasedGroup needs metadata.name and metadata.namespace to build objects")
+    return namespace, name
+
+
+def _role_name(role: RoleSpec | str) -> str:
+    return role if isinstance(role, str) else role.name
+
+
+def role_selector(rbg: RoleBasedGroup, role: RoleSpec | str) -> dict[str, str]:
+    """Group + role labels: the headless Service selector, and how to list a role's pods."""
+    _, name = identity(rbg)
+    return {GROUP_NAME_LABEL: name, ROLE_LABEL: _role_name(role)}
+
+
+def role_labels(rbg: RoleBasedGroup, role: RoleSpec | str) -> dict[str, str]:
+    """The labels of every workload and pod of a role, and the workload selector.
+
+    A workload selector is immutable, so this set must never change for an existing group.
+    """
+    namespace, name = identity(rbg)
+    return {
+        GROUP_NAME_LABEL: name,
+        ROLE_LABEL: _role_name(role),
+        GROUP_UNIQUE_KEY_LABEL: group_unique_key(namespace, name),
+    }
+
+
+def group_labels(rbg: RoleBasedGroup) -> dict[str, str]:
+    """Labels of group-wide objects (the discovery ConfigMap)."""
+    namespace, name = identity(rbg)
+    return {GROUP_NAME_LABEL: name, GROUP_UNIQUE_KEY_LABEL: group_unique_key(namespace, name)}
+
+
+def owner_reference(rbg: RoleBasedGroup) -> dict[str, Any]:
+    """Controller reference to the group: garbage collection deletes what it owns with it, and
+    blockOwnerDeletion keeps a foreground delete of the group waiting for them."""
+    _, name = identity(rbg)
+    if not rbg.metadata.uid:
+        raise ValueError("the RoleBasedGroup needs metadata.uid to own objects")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": rbg.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def object_meta(
+    rbg: RoleBasedGroup,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """metadata of an object the group owns, in the group's namespace."""
+    namespace, _ = identity(rbg)
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    meta["ownerReferences"] = [owner_reference(rbg)]
+    return meta

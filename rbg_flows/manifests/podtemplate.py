@@ -1,0 +1,75 @@
+"""The pod template a workload gets: the role's template plus the group's labels, environment,
+discovery mount and exclusive-topology affinity.
+
+Nothing here depends on replicas, so a scale never changes a pod template (and never rolls pods).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rbg_flows.api import RoleBasedGroup, RoleSpec
+from rbg_flows.manifests.discovery import mount_discovery
+from rbg_flows.manifests.env import inject_env, role_env
+from rbg_flows.manifests.labels import (
+    DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION,
+    EXCLUSIVE_TOPOLOGY_ANNOTATION,
+    GROUP_UNIQUE_KEY_LABEL,
+    group_unique_key,
+    identity,
+    role_labels,
+)
+
+
+def finish_pod_template(rbg: RoleBasedGroup, role: RoleSpec, template: dict[str, Any]) -> dict[str, Any]:
+    """`template` (a resolved PodTemplateSpec) ready to embed in the role's workload."""
+    _, name = identity(rbg)
+    out = copy.deepcopy(template)
+    meta = out.setdefault("metadata", {})
+    # Precedence: the template's own, then the role's, then the group's (the selector must match).
+    meta["labels"] = {**(meta.get("labels") or {}), **role.labels, **role_labels(rbg, role)}
+    annotations = {**(meta.get("annotations") or {}), **role.annotations}
+    if annotations:
+        meta["annotations"] = annotations
+    out = _exclusive_topology(rbg, out)
+    out = mount_discovery(out, name)
+    return inject_env(out, role_env(name, role))
+
+
+def _exclusive_topology(rbg: RoleBasedGroup, template: dict[str, Any]) -> dict[str, Any]:
+    """With the group annotated `exclusive-topology: <node label key>`, the pods of the group share
+    one domain of that key and keep every other group out of it.
+
+    The affinity selects on the group-unique-key label, which role_labels puts on every pod.
+    """
+    topology_key = rbg.metadata.annotations.get(EXCLUSIVE_TOPOLOGY_ANNOTATION)
+    annotations = template["metadata"].get("annotations") or {}
+    if not topology_key or annotations.get(DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION) == "true":
+        return template
+    unique_key = group_unique_key(*identity(rbg))
+    template["metadata"]["annotations"] = {**annotations, EXCLUSIVE_TOPOLOGY_ANNOTATION: topology_key}
+    spec = template.setdefault("spec", {})
+    affinity = spec.setdefault("affinity", {})
+    same_group = {
+        "labelSelector": {
+            "matchExpressions": [{"key": GROUP_UNIQUE_KEY_LABEL, "operator": "In", "values": [unique_key]}]
+        },
+        "topologyKey": topology_key,
+    }
+    other_groups = {
+        "labelSelector": {
+            "matchExpressions": [
+                {"key": GROUP_UNIQUE_KEY_LABEL, "operator": "Exists"},
+                {"key": GROUP_UNIQUE_KEY_LABEL, "operator": "NotIn", "values": [unique_key]},
+            ]
+        },
+        "topologyKey": topology_key,
+    }
+    for kind, term in (("podAffinity", same_group), ("podAntiAffinity", other_groups)):
+        section = affinity.setdefault(kind, {})
+        required = section.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
+        # Idempotent: a template that already carries the term (e.g. written by hand) keeps one copy.
+        if term not in required:
+            required.append(term)
+    return template

@@ -1,0 +1,1 @@
+"""Temporal workflows: one entity workflow per RoleBasedGroup and one child workflow per operation."""

@@ -1,0 +1,254 @@
+"""The Deploy operation: converge a group to one spec, role by role in dependency order.
+
+Roles of one dependency level run in parallel; a role's workload is applied only once every role it
+depends on is Ready. Re-running it is safe (server-side apply), which is also how drift is repaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from rbg_flows.activities.group import GroupActivities
+    from rbg_flows.activities.workloads import KINDS
+    from rbg_flows.workflows.types import (
+        ConditionUpdate,
+        DeployInput,
+        DeployResult,
+        EventRecord,
+        RolePlan,
+        RoleProgress,
+        RoleRequest,
+        StatusUpdate,
+        ValidationReport,
+        WaitRequest,
+    )
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), backoff_coefficient=2.0
+)
+
+
+def settled_conditions(generation: int) -> list[ConditionUpdate]:
+    """Every declared condition, as it stands once an operation has settled with all roles ready."""
+    done = f"generation {generation} is deployed"
+    return [
+        ConditionUpdate(type="Ready", status="True", reason="AllRolesReady", message="all roles are ready"),
+        ConditionUpdate(type="Progressing", status="False", reason="Settled", message=done),
+        ConditionUpdate(type="RollingUpdateInProgress", status="False", reason="NoRollingUpdate"),
+        ConditionUpdate(type="RestartInProgress", status="False", reason="NoRestart"),
+        ConditionUpdate(type="Paused", status="False", reason="NotPaused"),
+        ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
+    ]
+
+
+@workflow.defn(name="Deploy")
+class DeployWorkflow:
+    def __init__(self) -> None:
+        self._progress: dict[str, RoleProgress] = {}
+        self._stage = "validating"
+
+    @workflow.query
+    def progress(self) -> dict[str, RoleProgress]:
+        return self._progress
+
+    def _details(self) -> None:
+        rows = ["| role | ready | updated | state |", "|---|---|---|---|"]
+        for p in self._progress.values():
+            state = "ready" if p.done else ("deadline exceeded" if p.timed_out else "waiting")
+            rows.append(f"| {p.role} | {p.ready}/{p.replicas} | {p.updated}/{p.replicas} | {state} |")
+        workflow.set_current_details(f"**{self._stage}**\n\n" + "\n".join(rows))
+
+    async def _status(
+        self,
+        inp: DeployInput,
+        conditions: list[ConditionUpdate],
+        phase: str | None = None,
+        observed_generation: int | None = None,
+    ) -> None:
+        update = StatusUpdate(
+            key=inp.key,
+            uid=inp.event.uid,
+            workflow_id=inp.workflow_id,
+            phase=phase,
+            observed_generation=observed_generation,
+            conditions=conditions,
+        )
+        await workflow.execute_activity_method(
+            GroupActivities.write_status,
+            update,
+            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"write status {phase or ''}".strip(),
+        )
+
+    async def _event(self, inp: DeployInput, reason: str, message: str, warning: bool = False) -> None:
+        await workflow.execute_activity_method(
+            GroupActivities.record_event,
+            EventRecord(
+                key=inp.key,
+                uid=inp.event.uid,
+                reason=reason,
+                message=message,
+                type="Warning" if warning else "Normal",
+            ),
+            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"event {reason}",
+        )
+
+    @workflow.run
+    async def run(self, inp: DeployInput) -> DeployResult:
+        gen = inp.event.generation
+        t = inp.timeouts
+        report: ValidationReport = await workflow.execute_activity_method(
+            GroupActivities.validate_spec,
+            inp.event,
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"validate generation {gen}",
+        )
+        if report.problems:
+            return await self._refuse(inp, report)
+
+        verb = "repair" if inp.reason == "repair" else "deploy"
+        self._stage = f"{verb} generation {gen}"
+        self._progress = {
+            name: RoleProgress(role=name, replicas=p.replicas, ready=0, updated=0, done=False)
+            for name, p in report.roles.items()
+        }
+        self._details()
+        await self._status(
+            inp,
+            phase="Deploying",
+            conditions=[
+                ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
+                ConditionUpdate(
+                    type="Progressing",
+                    status="True",
+                    reason="Deploying",
+                    message=f"{verb} of generation {gen} in progress",
+                ),
+                *(
+                    []
+                    if inp.deployed_before
+                    else [
+                        ConditionUpdate(
+                            type="Ready", status="False", reason="RoleNotReady", message="deploying"
+                        )
+                    ]
+                ),
+            ],
+        )
+        await self._event(
+            inp,
+            "DeployStarted" if verb == "deploy" else "RepairStarted",
+            f"{verb} of generation {gen} started: levels {report.levels}",
+        )
+        await workflow.execute_activity_method(
+            GroupActivities.apply_shared,
+            RoleRequest(key=inp.key, event=inp.event, role=""),
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary="apply discovery ConfigMap",
+        )
+        generations: dict[str, int] = {}
+        for level in report.levels:
+            results = await asyncio.gather(*(self._deploy_role(inp, report.roles[r]) for r in level))
+            generations.update(dict(results))
+        self._stage = f"generation {gen} ready"
+        self._details()
+        await self._status(inp, phase="Ready", observed_generation=gen, conditions=settled_conditions(gen))
+        await self._event(
+            inp,
+            "DeploySucceeded" if verb == "deploy" else "RepairSucceeded",
+            f"generation {gen}: all roles ready",
+        )
+        return DeployResult(generation=gen, outcome="ready", phase="Ready", workload_generations=generations)
+
+    async def _refuse(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
+        gen = inp.event.generation
+        self._stage = "invalid spec: " + report.message
+        self._details()
+        # The previous workloads (if any) keep running: only the new spec is refused.
+        phase = "Degraded" if inp.deployed_before else "Failed"
+        await self._status(
+            inp,
+            phase=phase,
+            observed_generation=gen,
+            conditions=[
+                ConditionUpdate(
+                    type="InvalidSpec", status="True", reason="InvalidSpec", message=report.message
+                ),
+                ConditionUpdate(
+                    type="Progressing", status="False", reason="InvalidSpec", message=report.message
+                ),
+                *(
+                    []
+                    if inp.deployed_before
+                    else [
+                        ConditionUpdate(
+                            type="Ready", status="False", reason="RoleNotReady", message="spec is invalid"
+                        )
+                    ]
+                ),
+            ],
+        )
+        await self._event(inp, "InvalidSpec", report.message, warning=True)
+        return DeployResult(generation=gen, outcome="invalid", phase=phase, message=report.message)
+
+    async def _deploy_role(self, inp: DeployInput, plan: RolePlan) -> tuple[str, int]:
+        t = inp.timeouts
+        kind = KINDS[plan.kind].label
+        applied = await workflow.execute_activity_method(
+            GroupActivities.apply_role,
+            RoleRequest(key=inp.key, event=inp.event, role=plan.role),
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"apply {plan.role} {kind}",
+        )
+        deadline = workflow.now().timestamp() + t.ready_deadline_seconds
+        known = -1
+        reported_deadline = False
+        while True:
+            remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
+            p: RoleProgress = await workflow.execute_activity_method(
+                GroupActivities.wait_role,
+                WaitRequest(
+                    key=inp.key,
+                    uid=inp.event.uid,
+                    plan=plan,
+                    min_generation=applied.generation,
+                    known_ready=known,
+                    deadline_seconds=remaining,
+                    heartbeat_every_seconds=t.heartbeat_every_seconds,
+                ),
+                start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
+                heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
+                retry_policy=RETRY,
+                summary=f"wait {plan.role} ready {max(known, 0)}/{plan.replicas}",
+            )
+            self._progress[plan.role] = p
+            self._details()
+            if p.done:
+                return applied.workload, applied.generation
+            known = p.ready
+            if p.timed_out and not reported_deadline:
+                reported_deadline = True  # keep waiting: the group stays managed, only the condition says so
+                msg = (
+                    f"role {plan.role} not ready within {t.ready_deadline_seconds:.0f}s "
+                    f"({p.ready}/{p.replicas} ready)"
+                )
+                await self._status(
+                    inp,
+                    conditions=[
+                        ConditionUpdate(
+                            type="Progressing", status="False", reason="ProgressDeadlineExceeded", message=msg
+                        )
+                    ],
+                )
+                await self._event(inp, "ProgressDeadlineExceeded", msg, warning=True)

@@ -1,0 +1,175 @@
+"""Messages between the watcher, the workflows and the activities (pydantic, so the data converter
+round-trips them exactly and old histories stay readable: add fields with defaults, never rename)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from rbg_flows.api.validation import FieldError
+
+TASK_QUEUE = "rbg-flows"
+FIELD_MANAGER = "rbg-flows"
+
+
+class RbgKey(BaseModel):
+    namespace: str
+    name: str
+
+    @property
+    def workflow_id(self) -> str:
+        return f"rbg.{self.namespace}.{self.name}"
+
+    def operation_id(self, kind: str, suffix: str | int) -> str:
+        return f"{self.workflow_id}.{kind}.{suffix}"
+
+
+class SpecEvent(BaseModel):
+    """One observed version of a RoleBasedGroup: what the watcher saw, without status or managedFields."""
+
+    uid: str
+    generation: int
+    obj: dict[str, Any]
+
+
+class DriftEvent(BaseModel):
+    """A managed workload's spec changed; ignored when the generation is one our own apply produced."""
+
+    uid: str
+    workload: str
+    generation: int
+
+
+class Timeouts(BaseModel):
+    """Durations an operation uses; tests shorten them, production keeps the defaults."""
+
+    ready_deadline_seconds: float = 1800.0
+    apply_timeout_seconds: float = 60.0
+    heartbeat_timeout_seconds: float = 15.0
+    heartbeat_every_seconds: float = 3.0
+
+
+class EntityInput(BaseModel):
+    key: RbgKey
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    state: GroupState | None = None  # set by continue-as-new
+
+
+class OperationRecord(BaseModel):
+    workflow_id: str
+    kind: str
+    generation: int
+    outcome: str = "running"
+    message: str = ""
+
+
+class GroupState(BaseModel):
+    """Everything the entity workflow knows; carried whole across continue-as-new."""
+
+    key: RbgKey
+    uid: str = ""
+    latest: SpecEvent | None = None
+    settled_generation: int = 0
+    deployed: bool = False
+    deleted: bool = False
+    phase: str = "Pending"
+    operations: int = 0
+    current: OperationRecord | None = None
+    recent: list[OperationRecord] = Field(default_factory=list)
+    known_generations: dict[str, int] = Field(default_factory=dict)
+    drifted: dict[str, int] = Field(default_factory=dict)
+
+
+class DeployInput(BaseModel):
+    key: RbgKey
+    event: SpecEvent
+    workflow_id: str  # the entity's, written to status.workflowId
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    reason: Literal["spec", "repair"] = "spec"
+    deployed_before: bool = False
+
+
+class DeployResult(BaseModel):
+    generation: int
+    outcome: Literal["ready", "invalid", "failed"]
+    phase: str
+    message: str = ""
+    workload_generations: dict[str, int] = Field(default_factory=dict)
+
+
+class ValidationReport(BaseModel):
+    problems: list[FieldError] = Field(default_factory=list)
+    levels: list[list[str]] = Field(default_factory=list)
+    # role -> (kind label for summaries, instances expected)
+    roles: dict[str, RolePlan] = Field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return "; ".join(f"{p.path}: {p.message}" for p in self.problems)
+
+
+class RolePlan(BaseModel):
+    role: str
+    kind: str
+    workload: str
+    replicas: int
+    pods_per_instance: int = 1
+
+
+class RoleRequest(BaseModel):
+    key: RbgKey
+    event: SpecEvent
+    role: str
+
+
+class AppliedWorkload(BaseModel):
+    workload: str
+    generation: int
+
+
+class WaitRequest(BaseModel):
+    key: RbgKey
+    uid: str
+    plan: RolePlan
+    min_generation: int
+    known_ready: int = -1  # return as soon as readiness differs from this
+    deadline_seconds: float | None = None
+    heartbeat_every_seconds: float = 3.0
+
+
+class RoleProgress(BaseModel):
+    role: str
+    replicas: int
+    ready: int
+    updated: int
+    done: bool
+    timed_out: bool = False
+
+
+class ConditionUpdate(BaseModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+
+
+class StatusUpdate(BaseModel):
+    key: RbgKey
+    uid: str
+    phase: str | None = None
+    observed_generation: int | None = None
+    conditions: list[ConditionUpdate] = Field(default_factory=list)
+    workflow_id: str | None = None
+
+
+class EventRecord(BaseModel):
+    key: RbgKey
+    uid: str
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: str
+    message: str
+
+
+EntityInput.model_rebuild()
+ValidationReport.model_rebuild()
