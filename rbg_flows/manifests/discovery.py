@@ -10,13 +10,10 @@ template only names the ConfigMap, so scaling does not roll pods.
 from __future__ import annotations
 
 import copy
-import functools
-import re
 from typing import Any, Final
 
-import yaml
-
 from rbg_flows.api import RoleBasedGroup, RoleSpec, ServicePort, workload_name
+from rbg_flows.manifests.goyaml import render_go_yaml
 from rbg_flows.manifests.labels import group_labels, identity, object_meta
 
 CONFIG_KEY: Final = "config.yaml"
@@ -104,80 +101,3 @@ def mount_discovery(pod_template: dict[str, Any], rbg_name: str) -> dict[str, An
             ]
             container["volumeMounts"] = [*mounts, dict(mount)]
     return out
-
-
-# --- YAML as Go's sigs.k8s.io/yaml writes it ---------------------------------------------------
-
-
-def render_go_yaml(data: Any) -> str:
-    """YAML text of JSON-shaped data as sigs.k8s.io/yaml.Marshal renders it."""
-    return yaml.dump(
-        _sorted_maps(data),
-        Dumper=_GoYamlDumper,
-        default_flow_style=False,
-        sort_keys=False,
-        allow_unicode=True,
-        width=1 << 16,
-    )
-
-
-def _sorted_maps(value: Any) -> Any:
-    if isinstance(value, dict):
-        keys = sorted(value, key=functools.cmp_to_key(_go_yaml_key_cmp))
-        return {key: _sorted_maps(value[key]) for key in keys}
-    if isinstance(value, list):
-        return [_sorted_maps(item) for item in value]
-    return value
-
-
-def _go_yaml_key_cmp(a: str, b: str) -> int:
-    if a == b:
-        return 0
-    return -1 if _go_yaml_key_less(a, b) else 1
-
-
-def _go_yaml_key_less(a: str, b: str) -> bool:
-    """yaml.v2's ordering of string map keys: letters after other characters, and runs of digits
-    compared as numbers ("role2" < "role10")."""
-    for i in range(min(len(a), len(b))):
-        if a[i] == b[i]:
-            continue
-        a_letter, b_letter = a[i].isalpha(), b[i].isalpha()
-        if a_letter and b_letter:
-            return a[i] < b[i]
-        if a_letter or b_letter:
-            return b_letter
-        a_num = b_num = 0
-        if a[i] == "0" or b[i] == "0":
-            j = i - 1
-            while j >= 0 and a[j].isdigit():
-                if a[j] != "0":
-                    a_num = b_num = 1
-                    break
-                j -= 1
-        a_end = i
-        while a_end < len(a) and a[a_end].isdigit():
-            a_num = a_num * 10 + int(a[a_end])
-            a_end += 1
-        b_end = i
-        while b_end < len(b) and b[b_end].isdigit():
-            b_num = b_num * 10 + int(b[b_end])
-            b_end += 1
-        if a_num != b_num:
-            return a_num < b_num
-        if a_end != b_end:
-            return a_end < b_end
-        return a[i] < b[i]
-    return len(a) < len(b)
-
-
-class _GoYamlDumper(yaml.SafeDumper):
-    """PyYAML's YAML 1.1 resolver already quotes what yaml.v2 would read as another type (numbers,
-    booleans, null, timestamps); yaml.v2 also reads y/n as booleans and quotes with double quotes."""
-
-    def choose_scalar_style(self) -> str:
-        style: str = super().choose_scalar_style()
-        return '"' if style == "'" else style
-
-
-_GoYamlDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))

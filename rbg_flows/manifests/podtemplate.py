@@ -25,8 +25,9 @@ from rbg_flows.manifests.labels import (
 def finish_pod_template(rbg: RoleBasedGroup, role: RoleSpec, template: dict[str, Any]) -> dict[str, Any]:
     """`template` (a resolved PodTemplateSpec) ready to embed in the role's workload."""
     _, name = identity(rbg)
-    out = copy.deepcopy(template)
-    meta = out.setdefault("metadata", {})
+    source = copy.deepcopy(template)
+    meta = source.pop("metadata", None) or {}
+    out: dict[str, Any] = {"metadata": meta, **source}
     # Precedence: the template's own, then the role's, then the group's (the selector must match).
     meta["labels"] = {**(meta.get("labels") or {}), **role.labels, **role_labels(rbg, role)}
     annotations = {**(meta.get("annotations") or {}), **role.annotations}

@@ -36,8 +36,14 @@ BASE: dict[str, Any] = {
                     {"name": "TP", "value": "8"},
                     {"name": "LOG_LEVEL", "value": "info"},
                 ],
-                "ports": [{"containerPort": 8000, "name": "http"}, {"containerPort": 9000, "name": "metrics"}],
-                "resources": {"limits": {"nvidia.com/gpu": "8", "memory": "512Gi"}, "requests": {"cpu": "32"}},
+                "ports": [
+                    {"containerPort": 8000, "name": "http"},
+                    {"containerPort": 9000, "name": "metrics"},
+                ],
+                "resources": {
+                    "limits": {"nvidia.com/gpu": "8", "memory": "512Gi"},
+                    "requests": {"cpu": "32"},
+                },
                 "volumeMounts": [
                     {"name": "models", "mountPath": "/models"},
                     {"name": "shm", "mountPath": "/dev/shm"},
@@ -73,10 +79,14 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "add-container": {"spec": {"containers": [{"name": "router", "image": "router:1"}]}},
     "reorder-existing-containers": {
-        "spec": {"containers": [{"name": "exporter", "image": "exporter:3"}, {"name": "engine", "image": "e:2"}]}
+        "spec": {
+            "containers": [{"name": "exporter", "image": "exporter:3"}, {"name": "engine", "image": "e:2"}]
+        }
     },
     "delete-container": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}},
-    "delete-env-var": {"spec": {"containers": [{"name": "engine", "env": [{"name": "TP", "$patch": "delete"}]}]}},
+    "delete-env-var": {
+        "spec": {"containers": [{"name": "engine", "env": [{"name": "TP", "$patch": "delete"}]}]}
+    },
     "replace-volumes": {
         "spec": {"volumes": [{"$patch": "replace"}, {"name": "cache", "emptyDir": {}}]},
     },
@@ -87,43 +97,77 @@ CASES: dict[str, dict[str, Any]] = {
         }
     },
     "change-mount-by-path": {
-        "spec": {"containers": [{"name": "engine", "volumeMounts": [{"mountPath": "/models", "readOnly": True}]}]}
+        "spec": {
+            "containers": [{"name": "engine", "volumeMounts": [{"mountPath": "/models", "readOnly": True}]}]
+        }
     },
     "change-resources": {
-        "spec": {"containers": [{"name": "engine", "resources": {"limits": {"nvidia.com/gpu": "4", "memory": None}}}]}
+        "spec": {
+            "containers": [
+                {"name": "engine", "resources": {"limits": {"nvidia.com/gpu": "4", "memory": None}}}
+            ]
+        }
     },
     "replace-args": {"spec": {"containers": [{"name": "engine", "args": ["--port", "8001", "--tp", "4"]}]}},
-    "tolerations-replace": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm"}]}},
+    "tolerations-replace": {
+        "spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm"}]}
+    },
     "node-selector-merge": {"spec": {"nodeSelector": {"topology.kubernetes.io/zone": "a"}}},
     "label-merge-and-delete": {"metadata": {"labels": {"role": "leader", "tier": None}}},
     "null-deletes-key": {"spec": {"nodeSelector": None, "tolerations": None}},
-    "add-port": {"spec": {"containers": [{"name": "engine", "ports": [{"containerPort": 5000, "name": "nccl"}]}]}},
-    "replace-container-map": {"spec": {"containers": [{"name": "sidecar", "$patch": "replace", "image": "x:1"}]}},
+    "add-port": {
+        "spec": {"containers": [{"name": "engine", "ports": [{"containerPort": 5000, "name": "nccl"}]}]}
+    },
+    "replace-container-map": {
+        "spec": {"containers": [{"name": "sidecar", "$patch": "replace", "image": "x:1"}]}
+    },
     "delete-map": {"spec": {"affinity": {"$patch": "delete"}, "securityContext": {"runAsUser": 1000}}},
     "replace-resources-map": {
-        "spec": {"containers": [{"name": "engine", "resources": {"$patch": "replace", "limits": {"cpu": "2"}}}]}
+        "spec": {
+            "containers": [{"name": "engine", "resources": {"$patch": "replace", "limits": {"cpu": "2"}}}]
+        }
     },
     "topology-spread-by-key": {
         "spec": {
             "topologySpreadConstraints": [
-                {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},
-                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"},
+                {
+                    "maxSkew": 2,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                },
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                },
             ]
         }
     },
     "init-container-patch": {"spec": {"initContainers": [{"name": "fetch-model", "image": "busybox:1.37"}]}},
     "new-list-with-directives": {
-        "spec": {"hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}, {"ip": "10.0.0.2", "$patch": "delete"}]}
+        "spec": {
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}, {"ip": "10.0.0.2", "$patch": "delete"}]
+        }
     },
-    "retain-keys": {"spec": {"volumes": [{"name": "models", "$retainKeys": ["name", "emptyDir"], "emptyDir": {}}]}},
+    "retain-keys": {
+        "spec": {"volumes": [{"name": "models", "$retainKeys": ["name", "emptyDir"], "emptyDir": {}}]}
+    },
     "set-element-order": {
         "spec": {
             "$setElementOrder/containers": [{"name": "exporter"}, {"name": "engine"}, {"name": "sidecar"}],
             "containers": [{"name": "exporter", "image": "exporter:3"}],
         }
     },
-    "delete-from-primitive-list": {"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"], "finalizers": ["z"]}},
+    "delete-from-primitive-list": {
+        "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"], "finalizers": ["z"]}
+    },
     "merge-primitive-list": {"metadata": {"finalizers": ["b", "a", "c"]}},
+    "delete-existing-map": {"spec": {"nodeSelector": {"$patch": "delete"}}},
+    "new-container-with-null": {
+        "spec": {
+            "containers": [{"name": "new", "image": "x", "args": None, "env": [{"name": "A", "value": "1"}]}]
+        }
+    },
     "whole-template-replace": {"$patch": "replace", "spec": {"containers": [{"name": "only", "image": "x"}]}},
 }
 
@@ -133,14 +177,17 @@ def _kubectl() -> str | None:
     return found[-1] if found else shutil.which("kubectl")
 
 
-def _kubectl_patch(kubectl: str, tmp_path: Path, base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def _kubectl_patch(
+    kubectl: str, tmp_path: Path, base: dict[str, Any], patch: dict[str, Any]
+) -> dict[str, Any]:
     doc = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": base}
     # JSON, not YAML: Go's YAML 1.1 would read a finalizer "y" as true.
     path = tmp_path / "base.json"
     path.write_text(json.dumps(doc))
+    # --kubeconfig /dev/null: a local patch must not depend on (or talk to) any cluster.
+    options = ["-p", json.dumps({"template": patch}), "--kubeconfig", os.devnull, "-o", "json"]
     result = subprocess.run(
-        [kubectl, "patch", "--local", "-f", str(path), "--type", "strategic", "-o", "json"]
-        + ["-p", json.dumps({"template": patch}), "--kubeconfig", os.devnull],
+        [kubectl, "patch", "--local", "-f", str(path), "--type", "strategic", *options],
         capture_output=True,
         text=True,
         timeout=60,
