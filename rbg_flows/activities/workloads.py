@@ -59,6 +59,9 @@ def readiness(kind: str, obj: JSON | None, want_replicas: int, min_generation: i
     ready = int(status.get("readyReplicas") or 0)
     updated = int(status.get("updatedReplicas") or 0)
     settled = observed >= max(min_generation, generation)
+    if kind == LEADERWORKERSET and "observedGeneration" not in status:
+        # LWS v0.8 reports no observedGeneration: its counters are the only signal (pods are checked too).
+        settled = bool(status)
     if kind == STATEFULSET:
         # Pods of an old revision still count as ready until replaced: the revisions must agree.
         settled = settled and status.get("currentRevision") == status.get("updateRevision")

@@ -47,7 +47,8 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=None if self.detached else _die_with_parent,
+                start_new_session=self.detached,
                 env=self.env,
                 close_fds=True,
             )
