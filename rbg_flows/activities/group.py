@@ -161,7 +161,11 @@ class GroupActivities:
                 params={"fieldSelector": f"metadata.name={req.plan.workload}"},
             )
         )
-        deadline = self.clock() + req.deadline_seconds if req.deadline_seconds is not None else None
+        started = self.clock()
+        deadline = started + req.deadline_seconds if req.deadline_seconds is not None else None
+        # A counter that flaps (LWS recomputes its status in several places) must not turn into one activity
+        # per flap in the history: intermediate progress is reported at most every min_report_seconds.
+        report_after = started + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
         try:
             while True:
                 r = readiness(kind.key, latest.get("obj"), req.plan.replicas, req.min_generation)
@@ -171,12 +175,14 @@ class GroupActivities:
                     role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=r.done
                 )
                 activity.heartbeat(progress.model_dump())
-                if progress.done or progress.ready != req.known_ready:
+                if progress.done or (progress.ready != req.known_ready and self.clock() >= report_after):
                     return progress
                 if deadline is not None and self.clock() >= deadline:
                     return progress.model_copy(update={"timed_out": True})
                 changed.clear()
                 wait = req.heartbeat_every_seconds
+                if progress.ready != req.known_ready:
+                    wait = max(0.01, min(wait, report_after - self.clock()))
                 if deadline is not None:
                     wait = max(0.01, min(wait, deadline - self.clock()))
                 with contextlib.suppress(TimeoutError):

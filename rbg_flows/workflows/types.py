@@ -133,7 +133,8 @@ class WaitRequest(BaseModel):
     uid: str
     plan: RolePlan
     min_generation: int
-    known_ready: int = -1  # return as soon as readiness differs from this
+    known_ready: int = -1  # return as soon as readiness differs from this...
+    min_report_seconds: float = 2.0  # ...but not sooner than this after the previous report (bounds history)
     deadline_seconds: float | None = None
     heartbeat_every_seconds: float = 3.0
 
