@@ -71,14 +71,31 @@ async def events_for(kube: KubeClient, ns: str, name: str) -> list[dict[str, Any
     return list(items)
 
 
-async def wait_event(kube: KubeClient, ns: str, name: str, reason: str, *, warning: bool = False,
-                     contains: str = "", timeout: float = 30) -> dict[str, Any]:
+async def wait_event(
+    kube: KubeClient,
+    ns: str,
+    name: str,
+    reason: str,
+    *,
+    warning: bool = False,
+    contains: str = "",
+    timeout: float = 30,
+) -> dict[str, Any]:
     """The first Event on the group with this reason (events are posted after the status they report)."""
 
     def match(e: dict[str, Any]) -> bool:
-        return (e["involvedObject"].get("name") == name and e["reason"] == reason and contains in e["message"]
-                and (not warning or e["type"] == "Warning"))
+        return (
+            e["involvedObject"].get("name") == name
+            and e["reason"] == reason
+            and contains in e["message"]
+            and (not warning or e["type"] == "Warning")
+        )
 
-    objs = await wait_for(kube, f"/api/v1/namespaces/{ns}/events", lambda o: any(map(match, o.values())),
-                          timeout=timeout, what=f"event {reason} on {name}")
+    objs = await wait_for(
+        kube,
+        f"/api/v1/namespaces/{ns}/events",
+        lambda o: any(map(match, o.values())),
+        timeout=timeout,
+        what=f"event {reason} on {name}",
+    )
     return next(e for e in objs.values() if match(e))
