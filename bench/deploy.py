@@ -49,11 +49,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
 
 
-def group(name: str, replicas: int) -> dict[str, Any]:
+def group(name: str, replicas: int, *, levels: bool = True) -> dict[str, Any]:
+    """The PD example; `levels=False` drops the router's dependencies (one level: the D + 0.5 s target)."""
     body = yaml.safe_load((ROOT / "examples" / "pd-disaggregation.yaml").read_text())
     body["metadata"] = {"name": name}
     for role in body["spec"]["roles"]:
         role["replicas"] = replicas if role["name"] != "router" else 1
+        if not levels:
+            role.pop("dependencies", None)
     return body
 
 
@@ -112,37 +115,58 @@ class Readiness:
             await self.changed.wait_for(ok)
 
 
-async def floor_once(kube: KubeClient, replicas: int) -> float:
-    """Apply the same objects rbg_flows creates, level by level, straight to the API server."""
-    ns = await new_namespace(kube, "floor")
-    body = group("pd", replicas)
+async def floor_group(kube: KubeClient, ns: str, ready: Readiness, body: dict[str, Any]) -> float:
+    """Apply the objects rbg_flows would create for `body`, level by level, straight to the API server."""
     # An owner that exists (GC would delete objects owned by nobody) but that no watcher acts on.
-    owner = await kube.create(
-        f"{RBG_API}/namespaces/{ns}/rolebasedgroups", {**body, "metadata": {"name": "pd"}}
-    )
+    owner = await kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", body)
     rbg = RoleBasedGroup.model_validate(owner)
+    t0 = time.monotonic()
+    cm = discovery_configmap(rbg)
+    await kube.apply(CONFIGMAP.path(ns, cm["metadata"]["name"]), cm, FIELD_MANAGER)
+    for level in dependency_levels(rbg.spec.roles):
+        wanted: list[tuple[str, str, int]] = []
+
+        async def apply(role_name: str, wanted: list[tuple[str, str, int]] = wanted) -> None:
+            role = rbg.spec.role(role_name)
+            kind = KINDS[role.workload.key]
+            if kind.key == STATEFULSET:
+                svc = build_headless_service(rbg, role)
+                await kube.apply(SERVICE.path(ns, svc["metadata"]["name"]), svc, FIELD_MANAGER)
+            w = build_workload(rbg, role)
+            await kube.apply(kind.path(ns, w["metadata"]["name"]), w, FIELD_MANAGER)
+            wanted.append((kind.key, w["metadata"]["name"], role.replicas))
+
+        await asyncio.gather(*(apply(r) for r in level))
+        await ready.wait(wanted)
+    return time.monotonic() - t0
+
+
+async def floor_once(kube: KubeClient, replicas: int) -> float:
+    ns = await new_namespace(kube, "floor")
     async with Readiness(kube, ns) as ready:
-        t0 = time.monotonic()
-        cm = discovery_configmap(rbg)
-        await kube.apply(CONFIGMAP.path(ns, cm["metadata"]["name"]), cm, FIELD_MANAGER)
-        for level in dependency_levels(rbg.spec.roles):
-            wanted: list[tuple[str, str, int]] = []
-
-            async def apply(role_name: str, wanted: list[tuple[str, str, int]] = wanted) -> None:
-                role = rbg.spec.role(role_name)
-                kind = KINDS[role.workload.key]
-                if kind.key == STATEFULSET:
-                    svc = build_headless_service(rbg, role)
-                    await kube.apply(SERVICE.path(ns, svc["metadata"]["name"]), svc, FIELD_MANAGER)
-                w = build_workload(rbg, role)
-                await kube.apply(kind.path(ns, w["metadata"]["name"]), w, FIELD_MANAGER)
-                wanted.append((kind.key, w["metadata"]["name"], role.replicas))
-
-            await asyncio.gather(*(apply(r) for r in level))
-            await ready.wait(wanted)
-        elapsed = time.monotonic() - t0
+        elapsed = await floor_group(kube, ns, ready, group("pd", replicas))
     await kube.delete(f"/api/v1/namespaces/{ns}")
     return elapsed
+
+
+async def floor_throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, Any]:
+    """The same groups at the same rate, applied directly: what this machine can do without rbg_flows."""
+    ns = await new_namespace(kube, "floor-tp")
+    async with Readiness(kube, ns) as ready:
+        start = time.monotonic()
+        tasks = []
+        for i in range(groups):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            tasks.append(
+                asyncio.create_task(floor_group(kube, ns, ready, group(f"g{i:03d}", 1, levels=False)))
+            )
+        latencies = await asyncio.gather(*tasks)
+    await kube.delete(f"/api/v1/namespaces/{ns}")
+    # The namespace's pods must be gone before the measured run needs their GPUs.
+    await wait_for(
+        kube, "/api/v1/namespaces", lambda o: ns not in o, timeout=300, what="floor namespace gone"
+    )
+    return {"groups": groups, "rate": rate, "create_to_ready": summary(list(latencies))}
 
 
 async def measured_once(kube: KubeClient, ns: str, name: str, replicas: int) -> float:
@@ -173,6 +197,40 @@ async def measured_once(kube: KubeClient, ns: str, name: str, replicas: int) -> 
     return elapsed
 
 
+def cpu_by_component() -> dict[str, float]:
+    """CPU seconds used so far by each process of the run, named by role (worker, watcher, sim, ...)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        names = [
+            n
+            for n in (
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "etcd",
+                " worker",
+                " watcher",
+                "sim serve",
+                "temporal server",
+            )
+            if n in cmd
+        ]
+        if names:
+            key = names[0].strip()
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, Any]:
     ns = await new_namespace(kube, "bench-tp")
     created: dict[str, float] = {}
@@ -194,6 +252,7 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
 
     watch = asyncio.create_task(list_and_watch(kube, f"{RBG_API}/namespaces/{ns}/rolebasedgroups", on_event))
     await asyncio.sleep(0.2)
+    cpu0 = cpu_by_component()
     start = time.monotonic()
     creates = []
     for i in range(groups):
@@ -201,11 +260,15 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
         name = f"g{i:03d}"
         created[name] = time.monotonic()
         creates.append(
-            asyncio.create_task(kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", group(name, 1)))
+            asyncio.create_task(
+                kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", group(name, 1, levels=False))
+            )
         )
     await asyncio.gather(*creates)
     await asyncio.wait_for(all_done.wait(), timeout=600)
     watch.cancel()
+    cpu1 = cpu_by_component()
+    cpu = {k: round(cpu1[k] - cpu0.get(k, 0.0), 2) for k in cpu1}
     latencies = [done[n] - created[n] for n in created]
     # Nothing left behind: delete every group; every workload and pod must go.
     await kube.request("DELETE", f"{RBG_API}/namespaces/{ns}/rolebasedgroups")
@@ -218,12 +281,24 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
         if leftovers == 0:
             break
         await asyncio.sleep(0.2)
-    return {"groups": groups, "rate": rate, "create_to_ready": summary(latencies), "left_behind": leftovers}
+    return {
+        "groups": groups,
+        "rate": rate,
+        "create_to_ready": summary(latencies),
+        "left_behind": leftovers,
+        "cpu_seconds": cpu,
+        "seconds": max(done.values()) - start,
+    }
 
 
 async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> dict[str, Any]:
     proc, kubeconfig = launch_sim(
-        base / "sim", "--no-lws", f"--ready-delay={args.ready_delay}", log_level="warning"
+        # 64 nodes x 8 GPUs: room for every group of the run (each PD group asks 2-4 GPUs).
+        base / "sim",
+        "--no-lws",
+        "--nodes=64",
+        f"--ready-delay={args.ready_delay}",
+        log_level="warning",
     )
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
@@ -265,6 +340,13 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
                 f"absolute {result['overhead_ms']:.0f} ms (target <= 150 ms)"
             )
             if args.groups:
+                ftp = await floor_throughput(kube, args.groups, args.rate)
+                fc = ftp["create_to_ready"]
+                result["throughput_floor"] = ftp
+                print(
+                    f"{args.groups} groups x 3 roles at {args.rate}/s, floor (direct apply): "
+                    f"p50 {fc['median']:.2f}s p99 {fc['p99']:.2f}s"
+                )
                 tp = await throughput(kube, args.groups, args.rate)
                 result["throughput"] = tp
                 c = tp["create_to_ready"]
@@ -273,6 +355,15 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
                     f"p99 {c['p99']:.2f}s (targets {args.ready_delay + 0.5:.1f}s / "
                     f"{args.ready_delay + 1.5:.1f}s); "
                     f"left behind after delete: {tp['left_behind']}"
+                )
+                print(
+                    f"  ratio to the floor: p50 {c['median'] / fc['median']:.2f}, p99 {c['p99'] / fc['p99']:.2f}"
+                )
+                print(
+                    f"  CPU seconds over the {tp['seconds']:.1f}s run: "
+                    + ", ".join(
+                        f"{k} {v:.1f}" for k, v in sorted(tp["cpu_seconds"].items(), key=lambda kv: -kv[1])
+                    )
                 )
             return result
     finally:

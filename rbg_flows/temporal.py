@@ -76,14 +76,9 @@ def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[
-            activities.validate_spec,
-            activities.apply_shared,
-            activities.apply_role,
-            activities.wait_role,
-            activities.write_status,
-            activities.record_event,
-        ],
+        activities=[activities.prepare, activities.apply_role, activities.wait_role, activities.report],
+        # Waits are cheap coroutines on a shared watch cache, so thousands may run at once.
+        max_concurrent_activities=kw.pop("max_concurrent_activities", 2000),
         **kw,
     )
 

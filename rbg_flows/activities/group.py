@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from rbg_flows.activities.cache import WorkloadCache
 from rbg_flows.activities.workloads import CONFIGMAP, KINDS, LWS_API, SERVICE, Readiness, readiness
 from rbg_flows.api import (
     LEADERWORKERSET,
@@ -26,7 +27,6 @@ from rbg_flows.api import (
 from rbg_flows.api.validation import FieldError
 from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.errors import describe, is_retryable, with_retries
-from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.discovery import discovery_configmap
 from rbg_flows.manifests.service import build_headless_service
@@ -79,9 +79,21 @@ class GroupActivities:
     def __init__(self, kube: KubeClient, *, clock: Callable[[], float] = time.monotonic):
         self.kube = kube
         self.clock = clock
+        self.cache = WorkloadCache(kube)
 
-    @activity.defn(name="validate_spec")
-    async def validate_spec(self, event: SpecEvent) -> ValidationReport:
+    @activity.defn(name="prepare")
+    async def prepare(self, event: SpecEvent) -> ValidationReport:
+        """Validate the spec; when it is deployable, apply what every role needs first (the discovery
+        ConfigMap), so a refused spec creates nothing."""
+        report = await self.validate(event)
+        if not report.problems:
+            rbg = _model(event)
+            cm = discovery_configmap(rbg)
+            path = CONFIGMAP.path(rbg.metadata.namespace or "", cm["metadata"]["name"])
+            await kube_call(lambda: self.kube.apply(path, cm, FIELD_MANAGER))
+        return report
+
+    async def validate(self, event: SpecEvent) -> ValidationReport:
         rbg, problems = parse_rbg(event.obj)
         if rbg is None:
             return ValidationReport(problems=problems)
@@ -113,14 +125,6 @@ class GroupActivities:
         }
         return ValidationReport(levels=dependency_levels(rbg.spec.roles), roles=plans)
 
-    @activity.defn(name="apply_shared")
-    async def apply_shared(self, req: RoleRequest) -> None:
-        """Objects every role needs before its pods start: the discovery ConfigMap."""
-        rbg = _model(req.event)
-        cm = discovery_configmap(rbg)
-        path = CONFIGMAP.path(req.key.namespace, cm["metadata"]["name"])
-        await kube_call(lambda: self.kube.apply(path, cm, FIELD_MANAGER))
-
     @activity.defn(name="apply_role")
     async def apply_role(self, req: RoleRequest) -> AppliedWorkload:
         rbg = _model(req.event)
@@ -142,33 +146,16 @@ class GroupActivities:
         """Watch the role's workload until its readiness differs from what the caller knows, it is done,
         or the deadline passes. Heartbeats carry the progress, so a stalled wait is visible."""
         kind = KINDS[req.plan.kind]
-        latest: dict[str, JSON] = {}
-        changed = asyncio.Event()
-
-        def on_event(event_type: str, obj: JSON) -> None:
-            if event_type == "DELETED":
-                latest.pop("obj", None)
-            else:
-                latest["obj"] = obj
-            changed.set()
-
-        watch = asyncio.create_task(
-            list_and_watch(
-                self.kube,
-                kind.collection(req.key.namespace),
-                on_event,
-                on_synced=changed.set,
-                params={"fieldSelector": f"metadata.name={req.plan.workload}"},
-            )
-        )
+        ns, name = req.key.namespace, req.plan.workload
+        await self.cache.ensure(kind)
         started = self.clock()
         deadline = started + req.deadline_seconds if req.deadline_seconds is not None else None
         # A counter that flaps (LWS recomputes its status in several places) must not turn into one activity
         # per flap in the history: intermediate progress is reported at most every min_report_seconds.
         report_after = started + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
-        try:
+        with self.cache.subscribe(kind, ns, name) as changed:
             while True:
-                r = readiness(kind.key, latest.get("obj"), req.plan.replicas, req.min_generation)
+                r = readiness(kind.key, self.cache.get(kind, ns, name), req.plan.replicas, req.min_generation)
                 if r.done and req.plan.kind == LEADERWORKERSET:
                     r = await self._lws_pods_ready(req, r)
                 progress = RoleProgress(
@@ -187,9 +174,6 @@ class GroupActivities:
                     wait = max(0.01, min(wait, deadline - self.clock()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), wait)
-        finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
 
     async def _lws_pods_ready(self, req: WaitRequest, r: Readiness) -> Readiness:
         # LeaderWorkerSet counts a group ready once its leader is ready and its worker StatefulSet is at
@@ -211,9 +195,13 @@ class GroupActivities:
             r.settled and ready == len(live) == r.replicas * req.plan.pods_per_instance,
         )
 
-    @activity.defn(name="write_status")
-    async def write_status(self, upd: StatusUpdate) -> None:
+    @activity.defn(name="report")
+    async def report(self, upd: StatusUpdate) -> None:
+        """Write the status, then post its Event (so `kubectl describe` never shows an Event ahead of the
+        status it announces)."""
         await kube_call(lambda: self._write_status(upd))
+        if upd.event is not None:
+            await self.record_event(upd.event)
 
     async def _write_status(self, upd: StatusUpdate) -> None:
         obj = await self.kube.get_or_none(rbg_path(upd.key))
@@ -255,11 +243,11 @@ class GroupActivities:
         for role in obj.get("spec", {}).get("roles") or []:
             kind = KINDS.get(_workload_key(role))
             replicas = int(role.get("replicas", 1))
-            current = (
-                await self.kube.get_or_none(kind.path(key.namespace, workload_name(key.name, role["name"])))
-                if kind
-                else None
-            )
+            current = None
+            if kind is not None:
+                # Served from the shared cache: the wait that just finished has the freshest view anyway.
+                await self.cache.ensure(kind)
+                current = self.cache.get(kind, key.namespace, workload_name(key.name, role["name"]))
             st = (current or {}).get("status") or {}
             out.append(
                 {
@@ -271,7 +259,6 @@ class GroupActivities:
             )
         return out
 
-    @activity.defn(name="record_event")
     async def record_event(self, ev: EventRecord) -> None:
         info = activity.info()
         # One event per (operation run, activity): a retried activity finds its event already there.

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
@@ -63,13 +64,16 @@ class DeployWorkflow:
             rows.append(f"| {p.role} | {p.ready}/{p.replicas} | {p.updated}/{p.replicas} | {state} |")
         workflow.set_current_details(f"**{self._stage}**\n\n" + "\n".join(rows))
 
-    async def _status(
+    async def _report(
         self,
         inp: DeployInput,
         conditions: list[ConditionUpdate],
+        event: tuple[str, str, bool] | None = None,
         phase: str | None = None,
         observed_generation: int | None = None,
     ) -> None:
+        """Write status and post its Event in one activity (one round trip per milestone)."""
+        reason, message, warning = event or ("", "", False)
         update = StatusUpdate(
             key=inp.key,
             uid=inp.event.uid,
@@ -77,28 +81,24 @@ class DeployWorkflow:
             phase=phase,
             observed_generation=observed_generation,
             conditions=conditions,
-        )
-        await workflow.execute_activity_method(
-            GroupActivities.write_status,
-            update,
-            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-            retry_policy=RETRY,
-            summary=f"write status {phase or ''}".strip(),
-        )
-
-    async def _event(self, inp: DeployInput, reason: str, message: str, warning: bool = False) -> None:
-        await workflow.execute_activity_method(
-            GroupActivities.record_event,
-            EventRecord(
+            event=EventRecord(
                 key=inp.key,
                 uid=inp.event.uid,
                 reason=reason,
                 message=message,
                 type="Warning" if warning else "Normal",
-            ),
+            )
+            if event
+            else None,
+        )
+        await workflow.execute_activity_method(
+            GroupActivities.report,
+            update,
             start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
             retry_policy=RETRY,
-            summary=f"event {reason}",
+            summary=" + ".join(
+                x for x in (f"status {phase}" if phase else "status", f"event {reason}" if event else "") if x
+            ),
         )
 
     @workflow.run
@@ -106,26 +106,52 @@ class DeployWorkflow:
         gen = inp.event.generation
         t = inp.timeouts
         report: ValidationReport = await workflow.execute_activity_method(
-            GroupActivities.validate_spec,
+            GroupActivities.prepare,
             inp.event,
             start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
             retry_policy=RETRY,
-            summary=f"validate generation {gen}",
+            summary=f"validate generation {gen}, apply discovery ConfigMap",
         )
         if report.problems:
             return await self._refuse(inp, report)
-
         verb = "repair" if inp.reason == "repair" else "deploy"
+        try:
+            return await self._deploy(inp, report, verb)
+        except ActivityError as e:
+            # A non-retryable failure (the API server refused an object): say so where users look, and
+            # settle this generation; the next spec change tries again.
+            message = str(e.cause or e)
+            self._stage = f"{verb} of generation {gen} failed: {message}"
+            self._details()
+            await self._report(
+                inp,
+                [
+                    ConditionUpdate(
+                        type="Progressing", status="False", reason="OperationFailed", message=message
+                    )
+                ],
+                event=("DeployFailed" if verb == "deploy" else "RepairFailed", message, True),
+                phase="Failed",
+                observed_generation=gen,
+            )
+            return DeployResult(generation=gen, outcome="failed", phase="Failed", message=message)
+
+    async def _deploy(self, inp: DeployInput, report: ValidationReport, verb: str) -> DeployResult:
+        gen = inp.event.generation
         self._stage = f"{verb} generation {gen}"
         self._progress = {
             name: RoleProgress(role=name, replicas=p.replicas, ready=0, updated=0, done=False)
             for name, p in report.roles.items()
         }
         self._details()
-        await self._status(
+        not_ready = (
+            []
+            if inp.deployed_before
+            else [ConditionUpdate(type="Ready", status="False", reason="RoleNotReady", message="deploying")]
+        )
+        await self._report(
             inp,
-            phase="Deploying",
-            conditions=[
+            [
                 ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
                 ConditionUpdate(
                     type="Progressing",
@@ -133,28 +159,14 @@ class DeployWorkflow:
                     reason="Deploying",
                     message=f"{verb} of generation {gen} in progress",
                 ),
-                *(
-                    []
-                    if inp.deployed_before
-                    else [
-                        ConditionUpdate(
-                            type="Ready", status="False", reason="RoleNotReady", message="deploying"
-                        )
-                    ]
-                ),
+                *not_ready,
             ],
-        )
-        await self._event(
-            inp,
-            "DeployStarted" if verb == "deploy" else "RepairStarted",
-            f"{verb} of generation {gen} started: levels {report.levels}",
-        )
-        await workflow.execute_activity_method(
-            GroupActivities.apply_shared,
-            RoleRequest(key=inp.key, event=inp.event, role=""),
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            retry_policy=RETRY,
-            summary="apply discovery ConfigMap",
+            event=(
+                "DeployStarted" if verb == "deploy" else "RepairStarted",
+                f"{verb} of generation {gen} started: levels {report.levels}",
+                False,
+            ),
+            phase="Deploying",
         )
         generations: dict[str, int] = {}
         for level in report.levels:
@@ -162,11 +174,16 @@ class DeployWorkflow:
             generations.update(dict(results))
         self._stage = f"generation {gen} ready"
         self._details()
-        await self._status(inp, phase="Ready", observed_generation=gen, conditions=settled_conditions(gen))
-        await self._event(
+        await self._report(
             inp,
-            "DeploySucceeded" if verb == "deploy" else "RepairSucceeded",
-            f"generation {gen}: all roles ready",
+            settled_conditions(gen),
+            event=(
+                "DeploySucceeded" if verb == "deploy" else "RepairSucceeded",
+                f"generation {gen}: all roles ready",
+                False,
+            ),
+            phase="Ready",
+            observed_generation=gen,
         )
         return DeployResult(generation=gen, outcome="ready", phase="Ready", workload_generations=generations)
 
@@ -176,29 +193,30 @@ class DeployWorkflow:
         self._details()
         # The previous workloads (if any) keep running: only the new spec is refused.
         phase = "Degraded" if inp.deployed_before else "Failed"
-        await self._status(
+        not_ready = (
+            []
+            if inp.deployed_before
+            else [
+                ConditionUpdate(
+                    type="Ready", status="False", reason="RoleNotReady", message="spec is invalid"
+                )
+            ]
+        )
+        await self._report(
             inp,
-            phase=phase,
-            observed_generation=gen,
-            conditions=[
+            [
                 ConditionUpdate(
                     type="InvalidSpec", status="True", reason="InvalidSpec", message=report.message
                 ),
                 ConditionUpdate(
                     type="Progressing", status="False", reason="InvalidSpec", message=report.message
                 ),
-                *(
-                    []
-                    if inp.deployed_before
-                    else [
-                        ConditionUpdate(
-                            type="Ready", status="False", reason="RoleNotReady", message="spec is invalid"
-                        )
-                    ]
-                ),
+                *not_ready,
             ],
+            event=("InvalidSpec", report.message, True),
+            phase=phase,
+            observed_generation=gen,
         )
-        await self._event(inp, "InvalidSpec", report.message, warning=True)
         return DeployResult(generation=gen, outcome="invalid", phase=phase, message=report.message)
 
     async def _deploy_role(self, inp: DeployInput, plan: RolePlan) -> tuple[str, int]:
@@ -212,7 +230,8 @@ class DeployWorkflow:
             summary=f"apply {plan.role} {kind}",
         )
         deadline = workflow.now().timestamp() + t.ready_deadline_seconds
-        known = -1
+        # Start from 0 ready: the first report comes with progress, not with an empty table.
+        known = 0
         reported_deadline = False
         while True:
             remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
@@ -243,12 +262,12 @@ class DeployWorkflow:
                     f"role {plan.role} not ready within {t.ready_deadline_seconds:.0f}s "
                     f"({p.ready}/{p.replicas} ready)"
                 )
-                await self._status(
+                await self._report(
                     inp,
-                    conditions=[
+                    [
                         ConditionUpdate(
                             type="Progressing", status="False", reason="ProgressDeadlineExceeded", message=msg
                         )
                     ],
+                    event=("ProgressDeadlineExceeded", msg, True),
                 )
-                await self._event(inp, "ProgressDeadlineExceeded", msg, warning=True)

@@ -162,6 +162,7 @@ class StatusUpdate(BaseModel):
     observed_generation: int | None = None
     conditions: list[ConditionUpdate] = Field(default_factory=list)
     workflow_id: str | None = None
+    event: EventRecord | None = None  # posted after the status is written
 
 
 class EventRecord(BaseModel):
@@ -173,4 +174,5 @@ class EventRecord(BaseModel):
 
 
 EntityInput.model_rebuild()
+StatusUpdate.model_rebuild()
 ValidationReport.model_rebuild()

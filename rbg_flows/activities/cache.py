@@ -1,0 +1,86 @@
+"""One shared watch per workload kind for every wait in this worker.
+
+A wait per role holding its own watch does not scale: 1,000 groups mean thousands of open watches and as
+many pooled connections (starving the applies that share the pool). Instead each worker lists and watches
+the workloads rbg_flows manages (by label, all namespaces) once per kind, and waits subscribe to the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from rbg_flows.activities.workloads import WorkloadKind
+from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.informer import list_and_watch
+
+JSON = dict[str, Any]
+NAME_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+
+
+class WorkloadCache:
+    def __init__(self, kube: KubeClient):
+        self.kube = kube
+        self._objects: dict[tuple[str, str, str], JSON] = {}
+        self._waiters: dict[tuple[str, str, str], set[asyncio.Event]] = {}
+        self._synced: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def ensure(self, kind: WorkloadKind) -> None:
+        """Start the kind's informer on first use and wait for its initial list."""
+        if kind.key not in self._tasks:
+            synced = self._synced[kind.key] = asyncio.Event()
+            prefix = "/api/v1" if kind.group_version == "v1" else f"/apis/{kind.group_version}"
+
+            def on_event(event_type: str, obj: JSON) -> None:
+                key = (kind.key, obj["metadata"]["namespace"], obj["metadata"]["name"])
+                if event_type == "DELETED":
+                    self._objects.pop(key, None)
+                else:
+                    self._objects[key] = obj
+                for waiter in self._waiters.get(key, ()):
+                    waiter.set()
+
+            def on_synced() -> None:
+                synced.set()
+                for (k, _, _), waiters in self._waiters.items():
+                    if k == kind.key:
+                        for w in waiters:
+                            w.set()
+
+            self._tasks[kind.key] = asyncio.create_task(
+                list_and_watch(
+                    self.kube,
+                    f"{prefix}/{kind.plural}",
+                    on_event,
+                    on_synced=on_synced,
+                    params={"labelSelector": NAME_LABEL},
+                )
+            )
+        await self._synced[kind.key].wait()
+
+    def get(self, kind: WorkloadKind, namespace: str, name: str) -> JSON | None:
+        return self._objects.get((kind.key, namespace, name))
+
+    @contextlib.contextmanager
+    def subscribe(self, kind: WorkloadKind, namespace: str, name: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the object changes (the caller clears it)."""
+        key = (kind.key, namespace, name)
+        event = asyncio.Event()
+        self._waiters.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[key]
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
