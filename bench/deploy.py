@@ -357,7 +357,8 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
                     f"left behind after delete: {tp['left_behind']}"
                 )
                 print(
-                    f"  ratio to the floor: p50 {c['median'] / fc['median']:.2f}, p99 {c['p99'] / fc['p99']:.2f}"
+                    f"  ratio to the floor: p50 {c['median'] / fc['median']:.2f}, "
+                    f"p99 {c['p99'] / fc['p99']:.2f}"
                 )
                 print(
                     f"  CPU seconds over the {tp['seconds']:.1f}s run: "

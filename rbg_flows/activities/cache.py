@@ -28,11 +28,14 @@ class WorkloadCache:
         self._synced: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def ensure(self, kind: WorkloadKind) -> None:
-        """Start the kind's informer on first use and wait for its initial list."""
+    async def ensure(self, kind: WorkloadKind) -> bool:
+        """Start the kind's informer on first use and wait for its initial list; False when the cluster
+        does not serve the kind (e.g. no LeaderWorkerSet CRD)."""
         if kind.key not in self._tasks:
-            synced = self._synced[kind.key] = asyncio.Event()
             prefix = "/api/v1" if kind.group_version == "v1" else f"/apis/{kind.group_version}"
+            if await self.kube.get_or_none(prefix) is None:
+                return False
+            synced = self._synced[kind.key] = asyncio.Event()
 
             def on_event(event_type: str, obj: JSON) -> None:
                 key = (kind.key, obj["metadata"]["namespace"], obj["metadata"]["name"])
@@ -60,6 +63,7 @@ class WorkloadCache:
                 )
             )
         await self._synced[kind.key].wait()
+        return True
 
     def get(self, kind: WorkloadKind, namespace: str, name: str) -> JSON | None:
         return self._objects.get((kind.key, namespace, name))

@@ -60,8 +60,16 @@ def now_rfc3339() -> str:
 
 async def kube_call(call: Callable[[], Awaitable[T]]) -> T:
     """Retry what is worth retrying here; turn the rest into a non-retryable error with a clear message."""
+
+    async def attempt() -> T:
+        # Each attempt is a sign of life: a worker killed mid-call is noticed within the heartbeat
+        # timeout instead of the whole start-to-close timeout.
+        if activity.in_activity():
+            activity.heartbeat()
+        return await call()
+
     try:
-        return await with_retries(call)
+        return await with_retries(attempt)
     except ApiError as e:
         raise ApplicationError(describe(e), type=f"Kube{e.status}", non_retryable=not is_retryable(e)) from e
 
@@ -147,7 +155,8 @@ class GroupActivities:
         or the deadline passes. Heartbeats carry the progress, so a stalled wait is visible."""
         kind = KINDS[req.plan.kind]
         ns, name = req.key.namespace, req.plan.workload
-        await self.cache.ensure(kind)
+        if not await self.cache.ensure(kind):
+            raise ApplicationError(f"{kind.label} is not served by this cluster", non_retryable=True)
         started = self.clock()
         deadline = started + req.deadline_seconds if req.deadline_seconds is not None else None
         # A counter that flaps (LWS recomputes its status in several places) must not turn into one activity
@@ -246,8 +255,8 @@ class GroupActivities:
             current = None
             if kind is not None:
                 # Served from the shared cache: the wait that just finished has the freshest view anyway.
-                await self.cache.ensure(kind)
-                current = self.cache.get(kind, key.namespace, workload_name(key.name, role["name"]))
+                if await self.cache.ensure(kind):
+                    current = self.cache.get(kind, key.namespace, workload_name(key.name, role["name"]))
             st = (current or {}).get("status") or {}
             out.append(
                 {

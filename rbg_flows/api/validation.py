@@ -115,6 +115,12 @@ def _err(*parts: str | int, msg: str) -> FieldError:
     return FieldError(path=field_path(*parts), message=msg)
 
 
+# Workloads carry the label key `rolebasedgroup.workloads.x-k8s.io/role-revision-hash-<role>`, whose name
+# part (after the prefix) is limited to 63 characters.
+REVISION_LABEL_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
+ROLE_NAME_MAX_LENGTH = 63 - len("role-revision-hash-")
+
+
 def _check_role(
     role: RoleSpec,
     at: tuple[str, str, int],
@@ -127,6 +133,15 @@ def _check_role(
     if not is_dns1123_label(role.name):
         errors.append(
             _err(*at, "name", msg=f"{role.name!r} is not a DNS-1123 label (lower-case alphanumerics and '-')")
+        )
+    if len(role.name) > ROLE_NAME_MAX_LENGTH:
+        errors.append(
+            _err(
+                *at,
+                "name",
+                msg=f"{role.name!r} is {len(role.name)} characters, more than {ROLE_NAME_MAX_LENGTH}: the "
+                f"label key {REVISION_LABEL_PREFIX}<role> must fit in 63 characters",
+            )
         )
     if role.name in seen_roles:
         errors.append(_err(*at, "name", msg=f"duplicate role name {role.name!r}"))

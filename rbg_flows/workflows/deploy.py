@@ -95,6 +95,7 @@ class DeployWorkflow:
             GroupActivities.report,
             update,
             start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
             retry_policy=RETRY,
             summary=" + ".join(
                 x for x in (f"status {phase}" if phase else "status", f"event {reason}" if event else "") if x
@@ -109,6 +110,7 @@ class DeployWorkflow:
             GroupActivities.prepare,
             inp.event,
             start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
             retry_policy=RETRY,
             summary=f"validate generation {gen}, apply discovery ConfigMap",
         )
@@ -226,6 +228,7 @@ class DeployWorkflow:
             GroupActivities.apply_role,
             RoleRequest(key=inp.key, event=inp.event, role=plan.role),
             start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
             retry_policy=RETRY,
             summary=f"apply {plan.role} {kind}",
         )

@@ -293,9 +293,16 @@ def test_two_cycles_are_named_separately() -> None:
 
 def test_unknown_name_skips_the_length_check() -> None:
     group = RoleBasedGroup.model_validate(
-        {"metadata": {"generateName": "x-"}, "spec": {"roles": [role("r" * 63)]}}
+        {"metadata": {"generateName": "x-"}, "spec": {"roles": [role("r" * 44)]}}
     )
     assert validate_rbg(group) == []
+
+
+def test_role_name_must_leave_room_for_its_revision_label() -> None:
+    group = RoleBasedGroup.model_validate({"metadata": {"name": "g"}, "spec": {"roles": [role("r" * 45)]}})
+    errors = validate_rbg(group)
+    assert [e.path for e in errors] == ["spec.roles[0].name"]
+    assert "44" in errors[0].message and "role-revision-hash-" in errors[0].message
 
 
 def test_rbgs_checks_the_longest_child_name() -> None:
