@@ -253,10 +253,9 @@ class GroupActivities:
             kind = KINDS.get(_workload_key(role))
             replicas = int(role.get("replicas", 1))
             current = None
-            if kind is not None:
-                # Served from the shared cache: the wait that just finished has the freshest view anyway.
-                if await self.cache.ensure(kind):
-                    current = self.cache.get(kind, key.namespace, workload_name(key.name, role["name"]))
+            # Served from the shared cache: the wait that just finished has the freshest view anyway.
+            if kind is not None and await self.cache.ensure(kind):
+                current = self.cache.get(kind, key.namespace, workload_name(key.name, role["name"]))
             st = (current or {}).get("status") or {}
             out.append(
                 {
