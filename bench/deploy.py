@@ -51,7 +51,7 @@ RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
 
 def group(name: str, replicas: int, *, levels: bool = True) -> dict[str, Any]:
     """The PD example; `levels=False` drops the router's dependencies (one level: the D + 0.5 s target)."""
-    body = yaml.safe_load((ROOT / "examples" / "pd-disaggregation.yaml").read_text())
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "pd-disaggregation.yaml").read_text())
     body["metadata"] = {"name": name}
     for role in body["spec"]["roles"]:
         role["replicas"] = replicas if role["name"] != "router" else 1

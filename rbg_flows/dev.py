@@ -11,11 +11,11 @@ import shutil
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from rbg_flows.kube.client import KubeClient
+from rbg_flows.sim.controlplane import http_ok
 from rbg_flows.sim.launch import wait_for_file
 from rbg_flows.sim.procs import ManagedProcess, free_port
 from rbg_flows.temporal import search_attribute_flags
@@ -66,14 +66,6 @@ def _alive(pid: int) -> bool:
     # A zombie is not alive; /proc tells.
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
     except OSError:
         return False
 
@@ -140,7 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     ui = f"http://127.0.0.1:{args.ui_port}"
     address = f"127.0.0.1:{args.temporal_port}"
-    _wait(t, "the Temporal dev server", lambda: _http_ok(ui), 60)
+    _wait(t, "the Temporal dev server", lambda: http_ok(ui), 60)
     print(f"Temporal  {address}  (UI {ui})")
 
     if args.cluster == "sim":
@@ -172,9 +164,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     wa = _start(
         state, doc, "watcher", [*exe, "watcher", f"--liveness=http://127.0.0.1:{live_port}/healthz"], env
     )
-    _wait(
-        wa, "the watcher's liveness endpoint", lambda: _http_ok(f"http://127.0.0.1:{live_port}/healthz"), 60
-    )
+    _wait(wa, "the watcher's liveness endpoint", lambda: http_ok(f"http://127.0.0.1:{live_port}/healthz"), 60)
     _wait(w, "the worker to poll its task queue", lambda: _worker_polling(address), 60)
     doc.update(
         temporal=address, ui=ui, kubeconfig=str(kubeconfig), liveness=f"http://127.0.0.1:{live_port}/healthz"

@@ -167,7 +167,7 @@ class ControlPlane:
                 "warn",
             ],
         )
-        self._wait("etcd", lambda: _http_ok(f"{client}/health"), deadline)
+        self._wait("etcd", lambda: http_ok(f"{client}/health"), deadline)
 
     def _start_apiserver(self, deadline: float) -> None:
         assert self.pki and self.ports
@@ -213,7 +213,7 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(pki.ca))
         ctx.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
         self._ssl = ctx
-        self._wait("kube-apiserver /readyz", lambda: _http_ok(f"{self.server_url}/readyz", ctx), deadline)
+        self._wait("kube-apiserver /readyz", lambda: http_ok(f"{self.server_url}/readyz", ctx), deadline)
 
     def _start_controllers(self) -> None:
         assert self.pki
@@ -273,10 +273,11 @@ class ControlPlane:
 
     def _wait_default_service_account(self, deadline: float) -> None:
         url = f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"
-        self._wait("the default service account", lambda: _http_ok(url, self._ssl), deadline)
+        self._wait("the default service account", lambda: http_ok(url, self._ssl), deadline)
 
 
-def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    """True when `url` answers 200 within 2 s (readiness and liveness probes)."""
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
             return bool(resp.status == 200)

@@ -6,6 +6,7 @@ registers its fake GPU nodes there, and tests that need the fault proxy are skip
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,12 +100,8 @@ async def kube(sim: SimCluster) -> AsyncIterator[KubeClient]:
 @pytest.fixture
 async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     short = request.node.name.split("[")[0].replace("_", "-")[:40].strip("-").lower()
-    name = f"t-{short}-{uuid.uuid4().hex[:5]}"
-    await kube.create(
-        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    yield name
-    await kube.delete(f"/api/v1/namespaces/{name}")
+    async with scratch_namespace(kube, f"t-{short}-{uuid.uuid4().hex[:5]}") as name:
+        yield name
 
 
 @pytest.fixture
@@ -112,6 +109,18 @@ def fault_proxy(sim: SimCluster) -> str:
     if not sim.fault_proxy_control:
         pytest.skip("needs the sim's API fault proxy (not available on an external cluster)")
     return sim.fault_proxy_control
+
+
+@contextlib.asynccontextmanager
+async def scratch_namespace(kube: KubeClient, name: str) -> AsyncIterator[str]:
+    """A namespace for one test, deleted (with everything in it) afterwards."""
+    await kube.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    try:
+        yield name
+    finally:
+        await kube.delete(f"/api/v1/namespaces/{name}")
 
 
 def manifest(text: str) -> list[dict[str, Any]]:

@@ -6,10 +6,10 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rbg_flows.sim.controlplane import http_ok
 from rbg_flows.sim.procs import ManagedProcess, free_port
 
 
@@ -63,7 +63,7 @@ class Orchestrator:
         )
         self.watcher.start()
         deadline = time.monotonic() + 60
-        while not _http_ok(f"http://127.0.0.1:{port}/healthz"):
+        while not http_ok(f"http://127.0.0.1:{port}/healthz"):
             if not self.watcher.alive():
                 raise RuntimeError(f"watcher exited:\n{self.watcher.tail(40)}")
             if time.monotonic() > deadline:
@@ -87,11 +87,3 @@ class Orchestrator:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail(60)}" for p in (self.worker, self.watcher) if p)
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False

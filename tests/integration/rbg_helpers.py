@@ -17,7 +17,8 @@ NAME_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
 
 
 def example(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "examples" / name).read_text())
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / name).read_text())
+    return doc
 
 
 def rbgs(ns: str) -> str:

@@ -13,7 +13,7 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import wait_for
 
-from .conftest import SimCluster, start_sim
+from .conftest import SimCluster, scratch_namespace, start_sim
 from .orchestrator import Orchestrator
 from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, wait_rbg, wait_ready
 
@@ -22,12 +22,8 @@ pytestmark = pytest.mark.sim
 
 @pytest.fixture
 async def iso_namespace(kube: KubeClient) -> AsyncIterator[str]:
-    name = f"iso-{uuid.uuid4().hex[:8]}"
-    await kube.create(
-        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    yield name
-    await kube.delete(f"/api/v1/namespaces/{name}")
+    async with scratch_namespace(kube, f"iso-{uuid.uuid4().hex[:8]}") as name:
+        yield name
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ nodes:
     labels: {rbg.x-k8s.io/test-pool: faults}
     taints: [{key: rbg.x-k8s.io/test-pool, value: faults, effect: NoSchedule}]
 """
-POOL = {
+POOL: dict[str, Any] = {
     "nodeSelector": {"rbg.x-k8s.io/test-pool": "faults"},
     "tolerations": [{"key": "rbg.x-k8s.io/test-pool", "operator": "Exists"}],
 }
@@ -115,11 +115,11 @@ async def test_node_notready_is_noticed_by_the_real_node_lifecycle_controller(
     def unknown(objs: dict[str, Any]) -> bool:
         node = objs.get("fault-node-1")
         # The controller first marks the condition, then taints the node.
-        return (
-            bool(node)
-            and any(c["type"] == "Ready" and c["status"] == "Unknown" for c in node["status"]["conditions"])
-            and any(t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
-        )
+        if node is None:
+            return False
+        return any(
+            c["type"] == "Ready" and c["status"] == "Unknown" for c in node["status"]["conditions"]
+        ) and any(t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
 
     await wait_for(
         kube,
