@@ -348,6 +348,12 @@ async def test_a_newer_spec_mid_deploy_retargets_to_it(
             "spec.placement.pairs[0]",
         ),
         (lambda s: s["roles"][0].update(name="a" * 60), "spec.roles[0].name"),
+        (lambda s: s["roles"][0].update(name="r" * 45), "spec.roles[0].name"),
+        (lambda s: s["roles"][2].pop("templateRef"), "spec.roles[2].template"),
+        (
+            lambda s: s["roles"][0].update(workload={"apiVersion": "apps/v1", "kind": "DaemonSet"}),
+            "spec.roles[0].workload",
+        ),
     ],
 )
 async def test_invalid_spec_is_refused_with_the_field_path(
