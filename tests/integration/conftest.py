@@ -145,7 +145,13 @@ async def temporal_env() -> AsyncIterator[Any]:
         dev_server_existing_path=temporal,
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--ui-disable-news-fetch"],
+        # Suggest continue-as-new after 60 events (default: thousands), so every long-running test exercises
+        # the entity workflow carrying its state into a new run.
+        dev_server_extra_args=[
+            "--ui-disable-news-fetch",
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
     )
     yield env
     await env.shutdown()

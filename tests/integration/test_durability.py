@@ -156,3 +156,89 @@ async def test_leaderworkerset_role_without_the_lws_crd_is_invalid(
         if orch:
             orch.stop()
         proc.stop()
+
+
+@pytest.mark.fault_proxy
+async def test_deploy_converges_through_api_faults_without_an_error_storm(
+    sim: SimCluster,
+    fault_proxy: str,
+    kube: KubeClient,
+    temporal_address: str,
+    crds: list[str],
+    iso_namespace: str,
+    tmp_path: Path,
+) -> None:
+    from rbg_flows.sim.faultproxy import FaultProxyControl, FaultRule
+
+    ns = iso_namespace
+    control = FaultProxyControl(fault_proxy)
+    # 10% of the orchestrator's requests in this namespace fail: conflicts, throttling, server errors.
+    await control.set_rules(
+        [
+            FaultRule(verb=verb, resource=resource, namespace=ns, fraction=0.1, action=action)
+            for verb in ("patch", "create", "get")
+            for resource in (
+                "statefulsets",
+                "deployments",
+                "services",
+                "configmaps",
+                "rolebasedgroups/status",
+                "rolebasedgroups",
+                "events",
+            )
+            for action in ("conflict", "throttle", "error")
+        ]
+    )
+    orch = Orchestrator(
+        temporal_address,
+        sim.kubeconfig,
+        f"faults-{ns}",
+        tmp_path,
+        [ns],
+        watcher_args=["--heartbeat-timeout=5"],
+    ).start()
+    try:
+        await create_rbg(kube, ns, example("dependency-chain.yaml"))
+        rbg = await wait_ready(kube, ns, "chain", timeout=180)
+        stats = await control.stats()
+    finally:
+        await control.clear()
+        orch.stop()
+    assert rbg["status"]["observedGeneration"] == 1
+    injected = sum(stats["injected"].values())
+    assert injected >= 3, stats
+    # Retries back off: far fewer requests than a retry storm would send.
+    assert stats["requests"] < 2000, stats
+
+
+async def test_the_entity_workflow_continues_as_new_and_keeps_its_state(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    import asyncio
+
+    from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
+
+    body = example("dependency-chain.yaml")
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, "chain")
+    path = f"/apis/workloads.x-k8s.io/v1alpha1/namespaces/{namespace}/rolebasedgroups/chain"
+    for replicas in (2, 3, 2, 3, 2, 3):
+        current = await kube.get(path)
+        roles = [
+            {**r, "replicas": replicas} if r["name"] == "gateway" else r for r in current["spec"]["roles"]
+        ]
+        updated = await kube.patch(path, {"spec": {"roles": roles}})
+        await wait_ready(kube, namespace, "chain", generation=updated["metadata"]["generation"])
+    handle = temporal_env.client.get_workflow_handle(f"rbg.{namespace}.chain")
+    # The entity settles (and may continue as new) just after the operation wrote the status we waited for.
+    continued = ""
+    for _ in range(100):
+        history = await handle.fetch_history()
+        continued = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        state = await handle.query(RoleBasedGroupWorkflow.get_state)
+        if continued and state.settled_generation == 7:
+            break
+        await asyncio.sleep(0.1)
+    assert continued, "expected the entity workflow to have continued as new"
+    assert state.settled_generation == 7 and state.deployed
+    assert len(state.recent) >= 7  # the operation log crossed the run boundary
