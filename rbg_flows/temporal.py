@@ -76,7 +76,13 @@ def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[activities.prepare, activities.apply_role, activities.wait_role, activities.report],
+        activities=[
+            activities.prepare,
+            activities.record_revision,
+            activities.apply_role,
+            activities.wait_role,
+            activities.report,
+        ],
         # Waits are cheap coroutines on a shared watch cache, so thousands may run at once.
         max_concurrent_activities=kw.pop("max_concurrent_activities", 2000),
         **kw,

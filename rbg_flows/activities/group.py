@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -29,6 +30,8 @@ from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.errors import describe, is_retryable, with_retries
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.discovery import discovery_configmap
+from rbg_flows.manifests.labels import CONTROLLER_REVISION_HASH_LABEL, GROUP_NAME_LABEL
+from rbg_flows.manifests.revisions import build_controller_revision, next_revision, to_prune
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.workloads import build_workload
 from rbg_flows.workflows.types import (
@@ -36,6 +39,7 @@ from rbg_flows.workflows.types import (
     AppliedWorkload,
     EventRecord,
     RbgKey,
+    RevisionInfo,
     RolePlan,
     RoleProgress,
     RoleRequest,
@@ -132,6 +136,49 @@ class GroupActivities:
             for r in rbg.spec.roles
         }
         return ValidationReport(levels=dependency_levels(rbg.spec.roles), roles=plans)
+
+    @activity.defn(name="record_revision")
+    async def record_revision(self, event: SpecEvent) -> RevisionInfo:
+        """The ControllerRevision of this spec (created when new), pruned to the newest ten."""
+        rbg = _model(event)
+        ns, name = rbg.metadata.namespace or "", rbg.metadata.name or ""
+        collection = f"/apis/apps/v1/namespaces/{ns}/controllerrevisions"
+        existing = (
+            await kube_call(lambda: self.kube.get(collection, labelSelector=f"{GROUP_NAME_LABEL}={name}"))
+        )["items"]
+        mine = [
+            r
+            for r in existing
+            if any(o.get("uid") == event.uid for o in r["metadata"].get("ownerReferences", []))
+        ]
+        wanted = build_controller_revision(rbg, next_revision(mine))
+        found: JSON | None = next(
+            (r for r in mine if r["metadata"]["name"] == wanted["metadata"]["name"]), None
+        )
+        previous = max(mine, key=lambda r: int(r.get("revision", 0)), default=None)
+        created = found is None
+        if found is None:
+
+            async def create() -> JSON:
+                try:
+                    return await self.kube.create(collection, wanted)
+                except ApiError as e:
+                    if e.status != 409:
+                        raise
+                    return await self.kube.get(f"{collection}/{wanted['metadata']['name']}")
+
+            found = await kube_call(create)
+            mine.append(found)
+        for stale in to_prune(mine, found["metadata"]["name"]):
+            path = f"{collection}/{stale}"
+            await kube_call(partial(self.kube.delete, path))
+        return RevisionInfo(
+            name=found["metadata"]["name"],
+            revision=int(found.get("revision", 0)),
+            hash=found["metadata"]["labels"].get(CONTROLLER_REVISION_HASH_LABEL, ""),
+            created=created,
+            previous=previous["metadata"]["name"] if previous else None,
+        )
 
     @activity.defn(name="apply_role")
     async def apply_role(self, req: RoleRequest) -> AppliedWorkload:
@@ -238,6 +285,10 @@ class GroupActivities:
             status["observedGeneration"] = upd.observed_generation
         if upd.workflow_id:
             status["workflowId"] = upd.workflow_id
+        if upd.current_revision:
+            status["currentRevision"] = upd.current_revision
+        if upd.update_revision:
+            status["updateRevision"] = upd.update_revision
         status["roleStatuses"] = await self._role_statuses(upd.key, obj)
         body = {
             "apiVersion": obj["apiVersion"],

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         DeployInput,
         DeployResult,
         EventRecord,
+        RevisionInfo,
         RolePlan,
         RoleProgress,
         RoleRequest,
@@ -71,10 +72,14 @@ class DeployWorkflow:
         event: tuple[str, str, bool] | None = None,
         phase: str | None = None,
         observed_generation: int | None = None,
+        revisions: tuple[str | None, str | None] = (None, None),
     ) -> None:
-        """Write status and post its Event in one activity (one round trip per milestone)."""
+        """Write status and post its Event in one activity (one round trip per milestone).
+        `revisions` is (currentRevision, updateRevision) when they change."""
         reason, message, warning = event or ("", "", False)
         update = StatusUpdate(
+            current_revision=revisions[0],
+            update_revision=revisions[1],
             key=inp.key,
             uid=inp.event.uid,
             workflow_id=inp.workflow_id,
@@ -140,6 +145,17 @@ class DeployWorkflow:
 
     async def _deploy(self, inp: DeployInput, report: ValidationReport, verb: str) -> DeployResult:
         gen = inp.event.generation
+        revision: RevisionInfo | None = None
+        # Added after the first histories were recorded: replaying those must not schedule it.
+        if workflow.patched("controller-revisions"):
+            revision = await workflow.execute_activity_method(
+                GroupActivities.record_revision,
+                inp.event,
+                start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
+                retry_policy=RETRY,
+                summary=f"record revision of generation {gen}",
+            )
         self._stage = f"{verb} generation {gen}"
         self._progress = {
             name: RoleProgress(role=name, replicas=p.replicas, ready=0, updated=0, done=False)
@@ -169,6 +185,7 @@ class DeployWorkflow:
                 False,
             ),
             phase="Deploying",
+            revisions=(revision.previous or revision.name, revision.name) if revision else (None, None),
         )
         generations: dict[str, int] = {}
         for level in report.levels:
@@ -186,8 +203,15 @@ class DeployWorkflow:
             ),
             phase="Ready",
             observed_generation=gen,
+            revisions=(revision.name, revision.name) if revision else (None, None),
         )
-        return DeployResult(generation=gen, outcome="ready", phase="Ready", workload_generations=generations)
+        return DeployResult(
+            generation=gen,
+            outcome="ready",
+            phase="Ready",
+            workload_generations=generations,
+            revision=revision.revision if revision else 0,
+        )
 
     async def _refuse(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
         gen = inp.event.generation

@@ -186,6 +186,8 @@ class RoleBasedGroupWorkflow:
                 self.s.known_generations.update(result.workload_generations)
                 if result.outcome == "ready":
                     self.s.deployed = True
+                if result.revision:
+                    workflow.upsert_search_attributes([RBG_REVISION.value_set(result.revision)])
                 self._set_phase(result.phase)
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]

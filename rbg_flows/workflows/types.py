@@ -96,6 +96,7 @@ class DeployResult(BaseModel):
     phase: str
     message: str = ""
     workload_generations: dict[str, int] = Field(default_factory=dict)
+    revision: int = 0
 
 
 class ValidationReport(BaseModel):
@@ -155,6 +156,14 @@ class ConditionUpdate(BaseModel):
     message: str = ""
 
 
+class RevisionInfo(BaseModel):
+    name: str
+    revision: int
+    hash: str
+    created: bool = False
+    previous: str | None = None  # the revision that was current before this spec, if any
+
+
 class StatusUpdate(BaseModel):
     key: RbgKey
     uid: str
@@ -163,6 +172,8 @@ class StatusUpdate(BaseModel):
     conditions: list[ConditionUpdate] = Field(default_factory=list)
     workflow_id: str | None = None
     event: EventRecord | None = None  # posted after the status is written
+    current_revision: str | None = None
+    update_revision: str | None = None
 
 
 class EventRecord(BaseModel):

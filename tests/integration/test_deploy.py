@@ -387,3 +387,60 @@ async def test_fixing_an_invalid_spec_clears_invalidspec_and_deploys(
     )
     rbg = await wait_ready(kube, namespace, "chain", generation=2)
     assert condition(rbg, "InvalidSpec")["status"] == "False"  # type: ignore[index]
+
+
+async def test_one_controller_revision_per_distinct_spec(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await create_rbg(kube, namespace, example("dependency-chain.yaml"))
+    rbg = await wait_ready(kube, namespace, "chain")
+    revs = f"/apis/apps/v1/namespaces/{namespace}/controllerrevisions"
+
+    async def revisions() -> list[dict[str, Any]]:
+        items = (await kube.get(revs, labelSelector=f"{NAME_LABEL}=chain"))["items"]
+        # StatefulSets keep ControllerRevisions of their own, carrying the pod labels: only the group's count.
+        ours = [r for r in items if r["metadata"]["ownerReferences"][0]["kind"] == "RoleBasedGroup"]
+        return sorted(ours, key=lambda r: r["revision"])
+
+    first = await revisions()
+    assert [r["revision"] for r in first] == [1]
+    name = first[0]["metadata"]["name"]
+    assert (
+        name
+        == "chain-"
+        + first[0]["metadata"]["labels"]["rolebasedgroup.workloads.x-k8s.io/controller-revision-hash"]
+    )
+    assert rbg["status"]["currentRevision"] == rbg["status"]["updateRevision"] == name
+
+    path = f"{rbgs(namespace)}/chain"
+    roles = rbg["spec"]["roles"]
+    scaled = await kube.patch(
+        path, {"spec": {"roles": [{**r, "replicas": 2} if r["name"] == "gateway" else r for r in roles]}}
+    )
+    await wait_ready(kube, namespace, "chain", generation=scaled["metadata"]["generation"])
+    assert [r["metadata"]["name"] for r in await revisions()] == [name]  # replicas-only: no new revision
+
+    changed = await kube.patch(
+        path,
+        {
+            "spec": {
+                "roles": [
+                    {
+                        **r,
+                        "templatePatch": {
+                            "spec": {
+                                "containers": [{"name": "main", "image": "registry.example/kv-cache:2.0"}]
+                            }
+                        },
+                    }
+                    if r["name"] == "cache"
+                    else r
+                    for r in scaled["spec"]["roles"]
+                ]
+            }
+        },
+    )
+    rbg = await wait_ready(kube, namespace, "chain", generation=changed["metadata"]["generation"])
+    after = await revisions()
+    assert [r["revision"] for r in after] == [1, 2]
+    assert rbg["status"]["currentRevision"] == rbg["status"]["updateRevision"] == after[1]["metadata"]["name"]
