@@ -4,6 +4,7 @@ with LeaderWorkerSets), and end-to-end properties of building all their objects.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,109 +15,10 @@ from rbg_flows.manifests import build_role_objects, discovery_configmap
 NAMESPACE = "inference"
 UID = "0b6c1f2e-1111-2222-3333-444455556666"
 
-PD_MANIFEST = """
-apiVersion: workloads.x-k8s.io/v1alpha1
-kind: RoleBasedGroup
-metadata:
-  name: pd-demo
-spec:
-  roles:
-    - name: prefill
-      replicas: 2
-      servicePorts:
-        - name: http-api
-          port: 8000
-      template:
-        spec:
-          containers:
-            - name: engine
-              image: lmsysorg/sglang:v0.5.4
-              args: ["--disaggregation-mode", "prefill", "--port", "8000"]
-              resources:
-                limits:
-                  nvidia.com/gpu: "1"
-    - name: decode
-      replicas: 2
-      servicePorts:
-        - name: http-api
-          port: 8000
-      template:
-        spec:
-          containers:
-            - name: engine
-              image: lmsysorg/sglang:v0.5.4
-              args: ["--disaggregation-mode", "decode", "--port", "8000"]
-              resources:
-                limits:
-                  nvidia.com/gpu: "1"
-    - name: router
-      replicas: 1
-      workload:
-        apiVersion: apps/v1
-        kind: Deployment
-      dependencies: ["prefill", "decode"]
-      servicePorts:
-        - name: http
-          port: 8080
-      template:
-        spec:
-          containers:
-            - name: router
-              image: lmsysorg/sglang:v0.5.4
-              command: ["python3", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
-"""
-
-LWS_MANIFEST = """
-apiVersion: workloads.x-k8s.io/v1alpha1
-kind: RoleBasedGroup
-metadata:
-  name: pd-lws
-spec:
-  roles:
-    - name: prefill
-      replicas: 1
-      workload:
-        apiVersion: leaderworkerset.x-k8s.io/v1
-        kind: LeaderWorkerSet
-      leaderWorkerSet:
-        size: 2
-        patchLeaderTemplate:
-          metadata:
-            labels: {lws-role: leader}
-          spec:
-            containers:
-              - name: engine
-                args: ["--disaggregation-mode", "prefill", "--role", "leader"]
-        patchWorkerTemplate:
-          spec:
-            containers:
-              - name: engine
-                args: ["--disaggregation-mode", "prefill", "--role", "worker"]
-      servicePorts:
-        - name: http-api
-          port: 8000
-      template:
-        spec:
-          initContainers:
-            - name: fetch-model
-              image: busybox:1.36
-          containers:
-            - name: engine
-              image: lmsysorg/sglang:v0.5.4
-              resources:
-                limits:
-                  nvidia.com/gpu: "8"
-    - name: router
-      replicas: 1
-      workload:
-        apiVersion: apps/v1
-        kind: Deployment
-      template:
-        spec:
-          containers:
-            - name: router
-              image: lmsysorg/sglang:v0.5.4
-"""
+# The committed examples themselves, so a change to them is checked here too.
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PD_MANIFEST = (EXAMPLES / "pd-disaggregation.yaml").read_text()
+LWS_MANIFEST = (EXAMPLES / "pd-disaggregation-lws.yaml").read_text()
 
 
 def make_rbg(manifest: str, **changes: Any) -> RoleBasedGroup:
@@ -171,6 +73,7 @@ def test_lws_roles_get_no_service_of_ours() -> None:
     kinds = [(o["kind"], o["metadata"]["name"]) for o in all_objects(lws_rbg())]
     assert kinds == [
         ("LeaderWorkerSet", "pd-lws-prefill"),
+        ("LeaderWorkerSet", "pd-lws-decode"),
         ("Deployment", "pd-lws-router"),
         ("ConfigMap", "pd-lws"),
     ]
