@@ -25,7 +25,6 @@ JSON = dict[str, Any]
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
-JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
@@ -225,7 +224,3 @@ async def list_all(client: KubeClient, path: str, **params: str | int) -> tuple[
         cont = page.get("metadata", {}).get("continue", "")
         if not cont:
             return items, page.get("metadata", {}).get("resourceVersion", "")
-
-
-async def sleep_backoff(attempt: int, base: float = 0.2, cap: float = 5.0) -> None:
-    await asyncio.sleep(min(cap, base * 2**attempt))

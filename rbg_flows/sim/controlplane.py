@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
 
 from rbg_flows.sim.build import SimBinaries
 from rbg_flows.sim.kubeconfig import build_kubeconfig, write_atomic
@@ -293,7 +292,3 @@ def clean_state(state_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())

@@ -68,7 +68,6 @@ class NodeSimulatorConfig:
     renew_interval: float | None = None
     workers: int = 96
     kubelet_version: str = "v1.35.4"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def interval(self, nodes: int) -> float:
         if self.renew_interval is not None:

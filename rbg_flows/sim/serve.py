@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class ServeOptions:
     clean: bool = False
     toleration_seconds: int = 10
     node_monitor_grace_seconds: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def info_path(state_dir: Path) -> Path:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.sim.build import ensure_binaries
@@ -121,10 +120,6 @@ async def scratch_namespace(kube: KubeClient, name: str) -> AsyncIterator[str]:
         yield name
     finally:
         await kube.delete(f"/api/v1/namespaces/{name}")
-
-
-def manifest(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
 
 
 # -- Temporal and the orchestrator ---------------------------------------------------------------

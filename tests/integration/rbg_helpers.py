@@ -62,16 +62,6 @@ async def wait_ready(
     return await wait_rbg(kube, ns, name, ok, f"{name} Ready", timeout)
 
 
-async def events_for(kube: KubeClient, ns: str, name: str) -> list[dict[str, Any]]:
-    items = (
-        await kube.get(
-            f"/api/v1/namespaces/{ns}/events",
-            fieldSelector=f"involvedObject.name={name},involvedObject.kind=RoleBasedGroup",
-        )
-    )["items"]
-    return list(items)
-
-
 async def wait_event(
     kube: KubeClient,
     ns: str,
