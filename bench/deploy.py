@@ -29,12 +29,13 @@ from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from bench._common import summary, write_result
+from rbg_flows.activities.cache import WorkloadCache
 from rbg_flows.activities.workloads import CONFIGMAP, KINDS, SERVICE, readiness
 from rbg_flows.api import STATEFULSET, RoleBasedGroup, dependency_levels
 from rbg_flows.install import install_crds
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
-from rbg_flows.kube.wait import wait_for
+from rbg_flows.kube.wait import WaitTimeout, wait_for
 from rbg_flows.manifests.discovery import discovery_configmap
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.workloads import build_workload
@@ -70,52 +71,18 @@ async def new_namespace(kube: KubeClient, prefix: str) -> str:
     return name
 
 
-class Readiness:
-    """Watches workloads of a namespace; resolves waits for a set of names being ready."""
-
-    def __init__(self, kube: KubeClient, ns: str):
-        self.kube, self.ns = kube, ns
-        self.objs: dict[str, dict[str, Any]] = {}
-        self.changed = asyncio.Condition()
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Readiness:
-        synced = [asyncio.Event(), asyncio.Event()]
-
-        async def on_event(kind: str, obj: dict[str, Any]) -> None:
-            self.objs[obj["kind"] + "/" + obj["metadata"]["name"]] = obj
-            async with self.changed:
-                self.changed.notify_all()
-
-        for i, plural in enumerate(("statefulsets", "deployments")):
-            self.tasks.append(
-                asyncio.create_task(
-                    list_and_watch(
-                        self.kube,
-                        f"/apis/apps/v1/namespaces/{self.ns}/{plural}",
-                        on_event,
-                        on_synced=synced[i].set,
-                    )
-                )
-            )
-        await asyncio.gather(*(e.wait() for e in synced))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for t in self.tasks:
-            t.cancel()
-
-    async def wait(self, wanted: list[tuple[str, str, int]]) -> None:
-        """wanted: (kind key, name, replicas)."""
-
-        def ok() -> bool:
-            return all(readiness(k, self.objs.get(f"{KINDS[k].label}/{n}"), r, 1).done for k, n, r in wanted)
-
-        async with self.changed:
-            await self.changed.wait_for(ok)
+async def wait_ready(cache: WorkloadCache, ns: str, wanted: list[tuple[str, str, int]]) -> None:
+    """Wait on the worker's own shared watch cache until every (kind, name, replicas) is ready."""
+    for key, name, replicas in wanted:
+        kind = KINDS[key]
+        await cache.ensure(kind)
+        with cache.subscribe(kind, ns, name) as changed:
+            while not readiness(key, cache.get(kind, ns, name), replicas, 1).done:
+                await changed.wait()
+                changed.clear()
 
 
-async def floor_group(kube: KubeClient, ns: str, ready: Readiness, body: dict[str, Any]) -> float:
+async def floor_group(kube: KubeClient, ns: str, cache: WorkloadCache, body: dict[str, Any]) -> float:
     """Apply the objects rbg_flows would create for `body`, level by level, straight to the API server."""
     # An owner that exists (GC would delete objects owned by nobody) but that no watcher acts on.
     owner = await kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", body)
@@ -137,14 +104,17 @@ async def floor_group(kube: KubeClient, ns: str, ready: Readiness, body: dict[st
             wanted.append((kind.key, w["metadata"]["name"], role.replicas))
 
         await asyncio.gather(*(apply(r) for r in level))
-        await ready.wait(wanted)
+        await wait_ready(cache, ns, wanted)
     return time.monotonic() - t0
 
 
 async def floor_once(kube: KubeClient, replicas: int) -> float:
     ns = await new_namespace(kube, "floor")
-    async with Readiness(kube, ns) as ready:
-        elapsed = await floor_group(kube, ns, ready, group("pd", replicas))
+    cache = WorkloadCache(kube)
+    try:
+        elapsed = await floor_group(kube, ns, cache, group("pd", replicas))
+    finally:
+        await cache.close()
     await kube.delete(f"/api/v1/namespaces/{ns}")
     return elapsed
 
@@ -152,15 +122,14 @@ async def floor_once(kube: KubeClient, replicas: int) -> float:
 async def floor_throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, Any]:
     """The same groups at the same rate, applied directly: what this machine can do without rbg_flows."""
     ns = await new_namespace(kube, "floor-tp")
-    async with Readiness(kube, ns) as ready:
-        start = time.monotonic()
-        tasks = []
-        for i in range(groups):
-            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            tasks.append(
-                asyncio.create_task(floor_group(kube, ns, ready, group(f"g{i:03d}", 1, levels=False)))
-            )
-        latencies = await asyncio.gather(*tasks)
+    cache = WorkloadCache(kube)
+    start = time.monotonic()
+    tasks = []
+    for i in range(groups):
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        tasks.append(asyncio.create_task(floor_group(kube, ns, cache, group(f"g{i:03d}", 1, levels=False))))
+    latencies = await asyncio.gather(*tasks)
+    await cache.close()
     await kube.delete(f"/api/v1/namespaces/{ns}")
     # The namespace's pods must be gone before the measured run needs their GPUs.
     await wait_for(
@@ -180,15 +149,17 @@ async def measured_once(kube: KubeClient, ns: str, name: str, replicas: int) -> 
         ):
             ready.set()
 
+    synced = asyncio.Event()
     watch = asyncio.create_task(
         list_and_watch(
             kube,
             f"{RBG_API}/namespaces/{ns}/rolebasedgroups",
             on_event,
+            on_synced=synced.set,
             params={"fieldSelector": f"metadata.name={name}"},
         )
     )
-    await asyncio.sleep(0.2)  # the watch is established before the clock starts
+    await synced.wait()  # the watch is established before the clock starts
     t0 = time.monotonic()
     await kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", group(name, replicas))
     await ready.wait()
@@ -250,8 +221,11 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
             if len(done) == groups:
                 all_done.set()
 
-    watch = asyncio.create_task(list_and_watch(kube, f"{RBG_API}/namespaces/{ns}/rolebasedgroups", on_event))
-    await asyncio.sleep(0.2)
+    synced = asyncio.Event()
+    watch = asyncio.create_task(
+        list_and_watch(kube, f"{RBG_API}/namespaces/{ns}/rolebasedgroups", on_event, on_synced=synced.set)
+    )
+    await synced.wait()
     cpu0 = cpu_by_component()
     start = time.monotonic()
     creates = []
@@ -272,15 +246,16 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
     latencies = [done[n] - created[n] for n in created]
     # Nothing left behind: delete every group; every workload and pod must go.
     await kube.request("DELETE", f"{RBG_API}/namespaces/{ns}/rolebasedgroups")
-    leftovers = -1
-    for _ in range(600):
-        pods = (await kube.get(f"/api/v1/namespaces/{ns}/pods"))["items"]
-        sts = (await kube.get(f"/apis/apps/v1/namespaces/{ns}/statefulsets"))["items"]
-        deps = (await kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments"))["items"]
-        leftovers = len(pods) + len(sts) + len(deps)
-        if leftovers == 0:
-            break
-        await asyncio.sleep(0.2)
+    leftovers = 0
+    for path in (
+        f"/api/v1/namespaces/{ns}/pods",
+        f"/apis/apps/v1/namespaces/{ns}/statefulsets",
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+    ):
+        try:
+            await wait_for(kube, path, lambda o: not o, timeout=120, what=f"{path} empty")
+        except WaitTimeout as e:
+            leftovers += len(e.last)
     return {
         "groups": groups,
         "rate": rate,
