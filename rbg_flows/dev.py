@@ -165,7 +165,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state, doc, "watcher", [*exe, "watcher", f"--liveness=http://127.0.0.1:{live_port}/healthz"], env
     )
     _wait(wa, "the watcher's liveness endpoint", lambda: http_ok(f"http://127.0.0.1:{live_port}/healthz"), 60)
-    _wait(w, "the worker to poll its task queue", lambda: _worker_polling(address), 60)
+    _wait_worker_polling(w, address, 60)
     doc.update(
         temporal=address, ui=ui, kubeconfig=str(kubeconfig), liveness=f"http://127.0.0.1:{live_port}/healthz"
     )
@@ -186,7 +186,8 @@ async def _install(kubeconfig: Path) -> None:
         await install_crds(kube)
 
 
-def _worker_polling(address: str) -> bool:
+def _wait_worker_polling(worker: ManagedProcess, address: str, timeout: float) -> None:
+    """One Temporal connection (and runtime) for the whole wait, not one per probe."""
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -194,21 +195,25 @@ def _worker_polling(address: str) -> bool:
     from rbg_flows.temporal import connect, run_with_runtime
     from rbg_flows.workflows.types import TASK_QUEUE
 
-    async def check(runtime: Any) -> bool:
-        client = await connect(address, "default", runtime)
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace="default",
-                task_queue=TaskQueue(name=TASK_QUEUE),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        return len(resp.pollers) > 0
+    request = DescribeTaskQueueRequest(
+        namespace="default",
+        task_queue=TaskQueue(name=TASK_QUEUE),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
 
-    try:
-        return bool(run_with_runtime(check))
-    except Exception:
-        return False
+    async def wait(runtime: Any) -> None:
+        client = await connect(address, "default", runtime)
+        deadline = time.monotonic() + timeout
+        while not (await client.workflow_service.describe_task_queue(request)).pollers:
+            if not worker.alive():
+                raise SystemExit(
+                    f"worker exited while starting; last lines of {worker.log_path}:\n{worker.tail(30)}"
+                )
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for the worker to poll; see {worker.log_path}")
+            await asyncio.sleep(0.2)
+
+    run_with_runtime(wait)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
