@@ -18,12 +18,25 @@ from rbg_flows.kube.informer import list_and_watch
 
 JSON = dict[str, Any]
 NAME_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+ROLE_LABEL = "rolebasedgroup.workloads.x-k8s.io/role"
+PODS = WorkloadKind("v1/Pod", "Pod", "v1", "pods")
+
+
+def _owner_key(kind: WorkloadKind, obj: JSON) -> str:
+    """Workloads are keyed by name; pods by the workload of their role (`<rbg>-<role>`), so a wait on a
+    role's pods subscribes like a wait on its workload."""
+    meta = obj["metadata"]
+    if kind.key != PODS.key:
+        return str(meta["name"])
+    labels = meta.get("labels") or {}
+    return f"{labels.get(NAME_LABEL, '')}-{labels.get(ROLE_LABEL, '')}"
 
 
 class WorkloadCache:
     def __init__(self, kube: KubeClient):
         self.kube = kube
         self._objects: dict[tuple[str, str, str], JSON] = {}
+        self._pods: dict[tuple[str, str], dict[str, JSON]] = {}  # (namespace, workload) -> name -> pod
         self._waiters: dict[tuple[str, str, str], set[asyncio.Event]] = {}
         self._synced: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -38,8 +51,17 @@ class WorkloadCache:
             synced = self._synced[kind.key] = asyncio.Event()
 
             def on_event(event_type: str, obj: JSON) -> None:
-                key = (kind.key, obj["metadata"]["namespace"], obj["metadata"]["name"])
-                if event_type == "DELETED":
+                ns = obj["metadata"]["namespace"]
+                key = (kind.key, ns, _owner_key(kind, obj))
+                if kind.key == PODS.key:
+                    pods = self._pods.setdefault((ns, key[2]), {})
+                    if event_type == "DELETED":
+                        pods.pop(obj["metadata"]["name"], None)
+                        if not pods:
+                            del self._pods[(ns, key[2])]
+                    else:
+                        pods[obj["metadata"]["name"]] = obj
+                elif event_type == "DELETED":
                     self._objects.pop(key, None)
                 else:
                     self._objects[key] = obj
@@ -67,6 +89,10 @@ class WorkloadCache:
 
     def get(self, kind: WorkloadKind, namespace: str, name: str) -> JSON | None:
         return self._objects.get((kind.key, namespace, name))
+
+    def pods(self, namespace: str, workload: str) -> list[JSON]:
+        """The pods of one role (needs `ensure(PODS)`); subscribe with `PODS` and the workload name."""
+        return list(self._pods.get((namespace, workload), {}).values())
 
     @contextlib.contextmanager
     def subscribe(self, kind: WorkloadKind, namespace: str, name: str) -> Iterator[asyncio.Event]:

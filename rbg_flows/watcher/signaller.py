@@ -10,39 +10,16 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow, start_attributes
-from rbg_flows.workflows.types import DriftEvent, EntityInput, RbgKey, SpecEvent, Timeouts
+from rbg_flows.workflows.types import (
+    ANNOTATION_PREFIX,
+    DriftEvent,
+    EntityInput,
+    RbgKey,
+    Timeouts,
+    spec_event,
+)
 
-# Noise that changes without the spec changing, or duplicates it: kept out of workflow histories.
-_DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-ANNOTATION_PREFIX = "rbg-flows.workloads.x-k8s.io"
-
-
-def spec_event(body: Mapping[str, Any]) -> SpecEvent:
-    """The part of a RoleBasedGroup an operation needs (pure)."""
-    meta = body["metadata"]
-    annotations = {
-        k: v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k not in _DROP_ANNOTATIONS and not k.startswith(ANNOTATION_PREFIX)
-    }
-    obj = {
-        "apiVersion": body.get("apiVersion", "workloads.x-k8s.io/v1alpha1"),
-        "kind": body.get("kind", "RoleBasedGroup"),
-        "metadata": {
-            k: v
-            for k, v in {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "generation": meta.get("generation", 1),
-                "labels": dict(meta.get("labels") or {}),
-                "annotations": annotations,
-            }.items()
-            if v not in ({}, None)
-        },
-        "spec": body.get("spec") or {},
-    }
-    return SpecEvent(uid=meta["uid"], generation=int(meta.get("generation", 1)), obj=obj)
+__all__ = ["ANNOTATION_PREFIX", "Signaller", "spec_event"]
 
 
 class Signaller:

@@ -3,11 +3,13 @@ round-trips them exactly and old histories stay readable: add fields with defaul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from rbg_flows.api.validation import FieldError
+from rbg_flows.rollout.classify import Fingerprint
 
 TASK_QUEUE = "rbg-flows"
 FIELD_MANAGER = "rbg-flows"
@@ -31,6 +33,39 @@ class SpecEvent(BaseModel):
     uid: str
     generation: int
     obj: dict[str, Any]
+
+
+# Noise that changes without the spec changing, or duplicates it: kept out of workflow histories.
+_DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+ANNOTATION_PREFIX = "rbg-flows.workloads.x-k8s.io"
+
+
+def spec_event(body: Mapping[str, Any]) -> SpecEvent:
+    """The part of a RoleBasedGroup an operation needs (pure)."""
+    meta = body["metadata"]
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k not in _DROP_ANNOTATIONS and not k.startswith(ANNOTATION_PREFIX)
+    }
+    obj = {
+        "apiVersion": body.get("apiVersion", "workloads.x-k8s.io/v1alpha1"),
+        "kind": body.get("kind", "RoleBasedGroup"),
+        "metadata": {
+            k: v
+            for k, v in {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "generation": meta.get("generation", 1),
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": annotations,
+            }.items()
+            if v not in ({}, None)
+        },
+        "spec": body.get("spec") or {},
+    }
+    return SpecEvent(uid=meta["uid"], generation=int(meta.get("generation", 1)), obj=obj)
 
 
 class DriftEvent(BaseModel):
@@ -64,6 +99,21 @@ class OperationRecord(BaseModel):
     message: str = ""
 
 
+class RevisionRecord(BaseModel):
+    name: str
+    revision: int
+
+
+class RolloutRequest(BaseModel):
+    """A manual rollback (or an abort, which is a rollback to the revision current before the upgrade)
+    waiting for the entity loop to rewrite the spec."""
+
+    to_revision: int
+    mode: Literal["rollback", "abort"] = "rollback"
+    generation: int = 0  # the generation the rewritten spec got, once done
+    message: str = ""
+
+
 class GroupState(BaseModel):
     """Everything the entity workflow knows; carried whole across continue-as-new."""
 
@@ -79,6 +129,14 @@ class GroupState(BaseModel):
     recent: list[OperationRecord] = Field(default_factory=list)
     known_generations: dict[str, int] = Field(default_factory=dict)
     drifted: dict[str, int] = Field(default_factory=dict)
+    # Upgrades (added with the upgrade operation; defaults keep older states readable).
+    applied: Fingerprint | None = None  # the spec last rolled out completely
+    revisions: list[RevisionRecord] = Field(default_factory=list)  # kept ControllerRevisions, oldest first
+    current_revision: RevisionRecord | None = None
+    paused: bool = False
+    paused_reported: bool = False  # the status says what `paused` says
+    request: RolloutRequest | None = None  # a rollback/abort not yet turned into a spec
+    modes: dict[int, str] = Field(default_factory=dict)  # generation -> "rollback"/"abort" it came from
 
 
 class DeployInput(BaseModel):
@@ -97,6 +155,66 @@ class DeployResult(BaseModel):
     message: str = ""
     workload_generations: dict[str, int] = Field(default_factory=dict)
     revision: int = 0
+    revision_name: str = ""
+    history: list[RevisionRecord] = Field(default_factory=list)
+
+
+class UpgradeInput(BaseModel):
+    key: RbgKey
+    event: SpecEvent
+    workflow_id: str
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    mode: Literal["upgrade", "rollback", "abort"] = "upgrade"
+    roles: list[str] = Field(default_factory=list)  # roles whose template changed: the ones that roll
+    added: list[str] = Field(default_factory=list)  # roles the new spec adds: created before the roll
+    replicas: dict[str, int] = Field(default_factory=dict)  # replicas to roll at (old ones: then scale)
+    current_revision: str | None = None  # status.currentRevision while the upgrade runs
+    paused: bool = False
+    final: bool = True  # False when a scale follows: observedGeneration waits for it
+
+
+class RoleRollState(BaseModel):
+    """A StatefulSet role as a rollout step sees it."""
+
+    role: str
+    workload: str
+    replicas: int  # N, the replicas rolled at (surge pods excluded)
+    partition: int
+    floor: int  # the user's partition: the rollout never goes below it
+    generation: int
+    on_target: list[bool] = Field(default_factory=list)  # per ordinal < N: pod on the target revision
+    ready_on_target: int = 0
+
+    @property
+    def updated(self) -> int:
+        return sum(self.on_target)
+
+
+class PartitionRequest(BaseModel):
+    key: RbgKey
+    event: SpecEvent
+    role: str
+    replicas: int
+    partition: int | None = None  # None: hold (keep every pod where it is), else this partition
+
+
+class StepWait(BaseModel):
+    key: RbgKey
+    uid: str
+    state: RoleRollState
+    want: int  # ready pods on the target revision (ordinals < N) that end the step
+    known_ready: int = -1
+    min_report_seconds: float = 2.0
+    heartbeat_every_seconds: float = 3.0
+    deadline_seconds: float | None = None
+
+
+class SpecRewrite(BaseModel):
+    """Rewrite the RBG spec to a revision's roles, keeping each role's current replicas."""
+
+    key: RbgKey
+    uid: str
+    revision: str  # ControllerRevision name
 
 
 class ValidationReport(BaseModel):
@@ -162,6 +280,7 @@ class RevisionInfo(BaseModel):
     hash: str
     created: bool = False
     previous: str | None = None  # the revision that was current before this spec, if any
+    history: list[RevisionRecord] = Field(default_factory=list)  # every kept revision, oldest first
 
 
 class StatusUpdate(BaseModel):

@@ -1,0 +1,29 @@
+"""StatefulSet partitions for a rollout step (pure).
+
+A StatefulSet keeps ordinals below its partition on their revision and moves every ordinal at or
+above it to its update revision. A step asks for `want` pods of the role on the target revision; the
+partition that gives exactly that, moving no pod that is already there, is the smallest one whose
+"pods on target" count does not exceed `want` (pods below it that already run the target, e.g. after
+an abort, count without moving).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def updated_at(on_target: Sequence[bool], partition: int) -> int:
+    """Pods on the target revision once every ordinal >= partition has moved."""
+    n = len(on_target)
+    partition = max(0, min(partition, n))
+    return sum(on_target[:partition]) + (n - partition)
+
+
+def partition_for(on_target: Sequence[bool], want: int, floor: int = 0) -> int:
+    """The smallest partition >= floor whose updated count is at most `want` (`len(on_target)` holds
+    every pod where it is)."""
+    n = len(on_target)
+    for p in range(max(0, min(floor, n)), n + 1):
+        if updated_at(on_target, p) <= want:
+            return p
+    return n
