@@ -16,15 +16,17 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from rbg_flows.activities.group import GroupActivities
+from rbg_flows.activities.rollout import RolloutActivities
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.workflows.deploy import DeployWorkflow
 from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES, RoleBasedGroupWorkflow
+from rbg_flows.workflows.upgrade import UpgradeWorkflow
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
-WORKFLOWS = (RoleBasedGroupWorkflow, DeployWorkflow)
+WORKFLOWS = (RoleBasedGroupWorkflow, DeployWorkflow, UpgradeWorkflow)
 
 _INDEXED = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -72,6 +74,7 @@ async def ensure_search_attributes(client: Client, *, register: bool = True) -> 
 
 def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -> Worker:
     activities = GroupActivities(kube)
+    rollout = RolloutActivities(kube, activities.cache)
     return Worker(
         client,
         task_queue=task_queue,
@@ -82,6 +85,9 @@ def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -
             activities.apply_role,
             activities.wait_role,
             activities.report,
+            rollout.set_partition,
+            rollout.wait_step,
+            rollout.rewrite_spec,
         ],
         # Waits are cheap coroutines on a shared watch cache, so thousands may run at once.
         max_concurrent_activities=kw.pop("max_concurrent_activities", 2000),

@@ -40,6 +40,7 @@ from rbg_flows.workflows.types import (
     EventRecord,
     RbgKey,
     RevisionInfo,
+    RevisionRecord,
     RolePlan,
     RoleProgress,
     RoleRequest,
@@ -78,7 +79,7 @@ async def kube_call(call: Callable[[], Awaitable[T]]) -> T:
         raise ApplicationError(describe(e), type=f"Kube{e.status}", non_retryable=not is_retryable(e)) from e
 
 
-def _model(event: SpecEvent) -> RoleBasedGroup:
+def model_of(event: SpecEvent) -> RoleBasedGroup:
     rbg, errors = parse_rbg(event.obj)
     if rbg is None or errors:
         raise ApplicationError("spec no longer validates: " + "; ".join(map(str, errors)), non_retryable=True)
@@ -99,7 +100,7 @@ class GroupActivities:
         ConfigMap), so a refused spec creates nothing."""
         report = await self.validate(event)
         if not report.problems:
-            rbg = _model(event)
+            rbg = model_of(event)
             cm = discovery_configmap(rbg)
             path = CONFIGMAP.path(rbg.metadata.namespace or "", cm["metadata"]["name"])
             await kube_call(lambda: self.kube.apply(path, cm, FIELD_MANAGER))
@@ -140,7 +141,7 @@ class GroupActivities:
     @activity.defn(name="record_revision")
     async def record_revision(self, event: SpecEvent) -> RevisionInfo:
         """The ControllerRevision of this spec (created when new), pruned to the newest ten."""
-        rbg = _model(event)
+        rbg = model_of(event)
         ns, name = rbg.metadata.namespace or "", rbg.metadata.name or ""
         collection = f"/apis/apps/v1/namespaces/{ns}/controllerrevisions"
         existing = (
@@ -157,6 +158,13 @@ class GroupActivities:
         )
         previous = max(mine, key=lambda r: int(r.get("revision", 0)), default=None)
         created = found is None
+        if found is not None and previous is not None and found is not previous:
+            # Back to an older spec (a rollback): like Deployments and StatefulSets, that revision
+            # becomes the newest, so history lists it last and pruning keeps it.
+            path = f"{collection}/{found['metadata']['name']}"
+            number = next_revision(mine)
+            found = await kube_call(lambda: self.kube.patch(path, {"revision": number}))
+            mine = [r for r in mine if r["metadata"]["name"] != found["metadata"]["name"]] + [found]
         if found is None:
 
             async def create() -> JSON:
@@ -169,20 +177,26 @@ class GroupActivities:
 
             found = await kube_call(create)
             mine.append(found)
-        for stale in to_prune(mine, found["metadata"]["name"]):
-            path = f"{collection}/{stale}"
-            await kube_call(partial(self.kube.delete, path))
+        pruned = set(to_prune(mine, found["metadata"]["name"]))
+        for stale in sorted(pruned):
+            await kube_call(partial(self.kube.delete, f"{collection}/{stale}"))
+        kept = sorted(
+            (r for r in mine if r["metadata"]["name"] not in pruned), key=lambda r: int(r.get("revision", 0))
+        )
         return RevisionInfo(
             name=found["metadata"]["name"],
             revision=int(found.get("revision", 0)),
             hash=found["metadata"]["labels"].get(CONTROLLER_REVISION_HASH_LABEL, ""),
             created=created,
             previous=previous["metadata"]["name"] if previous else None,
+            history=[
+                RevisionRecord(name=r["metadata"]["name"], revision=int(r.get("revision", 0))) for r in kept
+            ],
         )
 
     @activity.defn(name="apply_role")
     async def apply_role(self, req: RoleRequest) -> AppliedWorkload:
-        rbg = _model(req.event)
+        rbg = model_of(req.event)
         role = rbg.spec.role(req.role)
         kind = KINDS[role.workload.key]
         ns = req.key.namespace

@@ -43,7 +43,9 @@ def lock_step_units(spec: RoleBasedGroupSpec, roles: Sequence[str]) -> list[Unit
     return [tuple(group) for group in groups.values()]
 
 
-def rollout_stages(spec: RoleBasedGroupSpec, roles: Sequence[str], *, reverse: bool = False) -> list[list[Unit]]:
+def rollout_stages(
+    spec: RoleBasedGroupSpec, roles: Sequence[str], *, reverse: bool = False
+) -> list[list[Unit]]:
     units = lock_step_units(spec, roles)
     if not units:
         return []
@@ -51,7 +53,8 @@ def rollout_stages(spec: RoleBasedGroupSpec, roles: Sequence[str], *, reverse: b
         return [units]
     position = {name: i for i, name in enumerate(spec.rollout_order)}
     listed = sorted(
-        (u for u in units if any(r in position for r in u)), key=lambda u: min(position[r] for r in u if r in position)
+        (u for u in units if any(r in position for r in u)),
+        key=lambda u: min(position[r] for r in u if r in position),
     )
     rest = [u for u in units if not any(r in position for r in u)]
     stages = [[u] for u in (*listed, *rest)]

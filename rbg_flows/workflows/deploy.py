@@ -1,7 +1,8 @@
 """The Deploy operation: converge a group to one spec, role by role in dependency order.
 
 Roles of one dependency level run in parallel; a role's workload is applied only once every role it
-depends on is Ready. Re-running it is safe (server-side apply), which is also how drift is repaired.
+depends on is Ready. Re-running it is safe (server-side apply), which is also how drift is repaired and
+how a replicas-only change (a Scale) is carried out.
 """
 
 from __future__ import annotations
@@ -10,141 +11,48 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.activities.workloads import KINDS
+    from rbg_flows.workflows.operation import RETRY, Operation, settled_conditions
     from rbg_flows.workflows.types import (
         ConditionUpdate,
         DeployInput,
         DeployResult,
-        EventRecord,
         RevisionInfo,
-        RolePlan,
         RoleProgress,
-        RoleRequest,
-        StatusUpdate,
         ValidationReport,
-        WaitRequest,
     )
 
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), backoff_coefficient=2.0
-)
-
-
-def settled_conditions(generation: int) -> list[ConditionUpdate]:
-    """Every declared condition, as it stands once an operation has settled with all roles ready."""
-    done = f"generation {generation} is deployed"
-    return [
-        ConditionUpdate(type="Ready", status="True", reason="AllRolesReady", message="all roles are ready"),
-        ConditionUpdate(type="Progressing", status="False", reason="Settled", message=done),
-        ConditionUpdate(type="RollingUpdateInProgress", status="False", reason="NoRollingUpdate"),
-        ConditionUpdate(type="RestartInProgress", status="False", reason="NoRestart"),
-        ConditionUpdate(type="Paused", status="False", reason="NotPaused"),
-        ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
-    ]
+# reason -> (verb in messages, phase while it runs, event reason prefix)
+_VERBS = {
+    "spec": ("deploy", "Deploying", "Deploy"),
+    "repair": ("repair", "Deploying", "Repair"),
+    "scale": ("scale", "Scaling", "Scale"),
+}
 
 
 @workflow.defn(name="Deploy")
-class DeployWorkflow:
-    def __init__(self) -> None:
-        self._progress: dict[str, RoleProgress] = {}
-        self._stage = "validating"
-
+class DeployWorkflow(Operation):
     @workflow.query
     def progress(self) -> dict[str, RoleProgress]:
         return self._progress
 
-    def _details(self) -> None:
-        rows = ["| role | ready | updated | state |", "|---|---|---|---|"]
-        for p in self._progress.values():
-            state = "ready" if p.done else ("deadline exceeded" if p.timed_out else "waiting")
-            rows.append(f"| {p.role} | {p.ready}/{p.replicas} | {p.updated}/{p.replicas} | {state} |")
-        workflow.set_current_details(f"**{self._stage}**\n\n" + "\n".join(rows))
-
-    async def _report(
-        self,
-        inp: DeployInput,
-        conditions: list[ConditionUpdate],
-        event: tuple[str, str, bool] | None = None,
-        phase: str | None = None,
-        observed_generation: int | None = None,
-        revisions: tuple[str | None, str | None] = (None, None),
-    ) -> None:
-        """Write status and post its Event in one activity (one round trip per milestone).
-        `revisions` is (currentRevision, updateRevision) when they change."""
-        reason, message, warning = event or ("", "", False)
-        update = StatusUpdate(
-            current_revision=revisions[0],
-            update_revision=revisions[1],
-            key=inp.key,
-            uid=inp.event.uid,
-            workflow_id=inp.workflow_id,
-            phase=phase,
-            observed_generation=observed_generation,
-            conditions=conditions,
-            event=EventRecord(
-                key=inp.key,
-                uid=inp.event.uid,
-                reason=reason,
-                message=message,
-                type="Warning" if warning else "Normal",
-            )
-            if event
-            else None,
-        )
-        await workflow.execute_activity_method(
-            GroupActivities.report,
-            update,
-            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
-            summary=" + ".join(
-                x for x in (f"status {phase}" if phase else "status", f"event {reason}" if event else "") if x
-            ),
-        )
-
     @workflow.run
     async def run(self, inp: DeployInput) -> DeployResult:
-        gen = inp.event.generation
-        t = inp.timeouts
-        report: ValidationReport = await workflow.execute_activity_method(
-            GroupActivities.prepare,
-            inp.event,
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
-            summary=f"validate generation {gen}, apply discovery ConfigMap",
-        )
+        report = await self._prepare(inp)
         if report.problems:
-            return await self._refuse(inp, report)
-        verb = "repair" if inp.reason == "repair" else "deploy"
+            return await self._refuse(inp, report, inp.deployed_before)
+        verb, _, event = _VERBS[inp.reason]
         try:
-            return await self._deploy(inp, report, verb)
+            return await self._deploy(inp, report)
         except ActivityError as e:
-            # A non-retryable failure (the API server refused an object): say so where users look, and
-            # settle this generation; the next spec change tries again.
-            message = str(e.cause or e)
-            self._stage = f"{verb} of generation {gen} failed: {message}"
-            self._details()
-            await self._report(
-                inp,
-                [
-                    ConditionUpdate(
-                        type="Progressing", status="False", reason="OperationFailed", message=message
-                    )
-                ],
-                event=("DeployFailed" if verb == "deploy" else "RepairFailed", message, True),
-                phase="Failed",
-                observed_generation=gen,
-            )
-            return DeployResult(generation=gen, outcome="failed", phase="Failed", message=message)
+            return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
 
-    async def _deploy(self, inp: DeployInput, report: ValidationReport, verb: str) -> DeployResult:
+    async def _deploy(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
         gen = inp.event.generation
+        verb, phase, event = _VERBS[inp.reason]
         revision: RevisionInfo | None = None
         # Added after the first histories were recorded: replaying those must not schedule it.
         if workflow.patched("controller-revisions"):
@@ -174,17 +82,13 @@ class DeployWorkflow:
                 ConditionUpdate(
                     type="Progressing",
                     status="True",
-                    reason="Deploying",
+                    reason=phase,
                     message=f"{verb} of generation {gen} in progress",
                 ),
                 *not_ready,
             ],
-            event=(
-                "DeployStarted" if verb == "deploy" else "RepairStarted",
-                f"{verb} of generation {gen} started: levels {report.levels}",
-                False,
-            ),
-            phase="Deploying",
+            event=(f"{event}Started", f"{verb} of generation {gen} started: levels {report.levels}", False),
+            phase=phase,
             revisions=(revision.previous or revision.name, revision.name) if revision else (None, None),
         )
         generations: dict[str, int] = {}
@@ -196,11 +100,7 @@ class DeployWorkflow:
         await self._report(
             inp,
             settled_conditions(gen),
-            event=(
-                "DeploySucceeded" if verb == "deploy" else "RepairSucceeded",
-                f"generation {gen}: all roles ready",
-                False,
-            ),
+            event=(f"{event}Succeeded", f"generation {gen}: all roles ready", False),
             phase="Ready",
             observed_generation=gen,
             revisions=(revision.name, revision.name) if revision else (None, None),
@@ -211,90 +111,6 @@ class DeployWorkflow:
             phase="Ready",
             workload_generations=generations,
             revision=revision.revision if revision else 0,
+            revision_name=revision.name if revision else "",
+            history=revision.history if revision else [],
         )
-
-    async def _refuse(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
-        gen = inp.event.generation
-        self._stage = "invalid spec: " + report.message
-        self._details()
-        # The previous workloads (if any) keep running: only the new spec is refused.
-        phase = "Degraded" if inp.deployed_before else "Failed"
-        not_ready = (
-            []
-            if inp.deployed_before
-            else [
-                ConditionUpdate(
-                    type="Ready", status="False", reason="RoleNotReady", message="spec is invalid"
-                )
-            ]
-        )
-        await self._report(
-            inp,
-            [
-                ConditionUpdate(
-                    type="InvalidSpec", status="True", reason="InvalidSpec", message=report.message
-                ),
-                ConditionUpdate(
-                    type="Progressing", status="False", reason="InvalidSpec", message=report.message
-                ),
-                *not_ready,
-            ],
-            event=("InvalidSpec", report.message, True),
-            phase=phase,
-            observed_generation=gen,
-        )
-        return DeployResult(generation=gen, outcome="invalid", phase=phase, message=report.message)
-
-    async def _deploy_role(self, inp: DeployInput, plan: RolePlan) -> tuple[str, int]:
-        t = inp.timeouts
-        kind = KINDS[plan.kind].label
-        applied = await workflow.execute_activity_method(
-            GroupActivities.apply_role,
-            RoleRequest(key=inp.key, event=inp.event, role=plan.role),
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
-            summary=f"apply {plan.role} {kind}",
-        )
-        deadline = workflow.now().timestamp() + t.ready_deadline_seconds
-        # Start from 0 ready: the first report comes with progress, not with an empty table.
-        known = 0
-        reported_deadline = False
-        while True:
-            remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
-            p: RoleProgress = await workflow.execute_activity_method(
-                GroupActivities.wait_role,
-                WaitRequest(
-                    key=inp.key,
-                    uid=inp.event.uid,
-                    plan=plan,
-                    min_generation=applied.generation,
-                    known_ready=known,
-                    deadline_seconds=remaining,
-                    heartbeat_every_seconds=t.heartbeat_every_seconds,
-                ),
-                start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
-                heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-                retry_policy=RETRY,
-                summary=f"wait {plan.role} ready {max(known, 0)}/{plan.replicas}",
-            )
-            self._progress[plan.role] = p
-            self._details()
-            if p.done:
-                return applied.workload, applied.generation
-            known = p.ready
-            if p.timed_out and not reported_deadline:
-                reported_deadline = True  # keep waiting: the group stays managed, only the condition says so
-                msg = (
-                    f"role {plan.role} not ready within {t.ready_deadline_seconds:.0f}s "
-                    f"({p.ready}/{p.replicas} ready)"
-                )
-                await self._report(
-                    inp,
-                    [
-                        ConditionUpdate(
-                            type="Progressing", status="False", reason="ProgressDeadlineExceeded", message=msg
-                        )
-                    ],
-                    event=("ProgressDeadlineExceeded", msg, True),
-                )

@@ -1,30 +1,54 @@
 """The entity workflow: one per RoleBasedGroup (`rbg.<namespace>.<name>`), owning its orchestration state.
 
 Signals from the watcher are idempotent (a generation already seen is ignored). Operations run one at a
-time as child workflows; a newer spec arriving mid-operation cancels it at its next step (every step is
-idempotent) and the next operation starts straight towards the newest spec: the last writer wins,
-nothing is lost. The history stays bounded through continue-as-new.
+time as child workflows: Deploy (first deploy, repair, or nothing to compare with), Upgrade (the spec
+without replicas changed: a new revision) and Scale (only replicas changed; a Deploy that applies the new
+counts). A change of both is an Upgrade at the old replicas, then a Scale. A newer spec arriving
+mid-operation cancels it at its next step (every step is idempotent) and the next operation starts
+straight towards the newest spec: the last writer wins, nothing is lost. The history stays bounded
+through continue-as-new.
+
+People steer upgrades through Updates with validators (refused with the reason) and the same verbs as
+signals (for the Temporal UI): `rollback(to_revision)` rewrites the spec to that revision's roles with the
+current replicas and rolls it out in reverse order; `abort` is a rollback to the revision current before
+the upgrade in flight; `pause` holds a rollout before its next step; `resume` lets it go on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ChildWorkflowError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from rbg_flows.activities.group import GroupActivities
+    from rbg_flows.activities.rollout import RolloutActivities
+    from rbg_flows.rollout.classify import Fingerprint, changed_roles, classify, fingerprint, upgrade_replicas
     from rbg_flows.workflows.deploy import DeployWorkflow
+    from rbg_flows.workflows.operation import RETRY
     from rbg_flows.workflows.types import (
+        ConditionUpdate,
         DeployInput,
         DeployResult,
         DriftEvent,
         EntityInput,
+        EventRecord,
         GroupState,
         OperationRecord,
         RbgKey,
+        RevisionRecord,
+        RolloutRequest,
         SpecEvent,
+        SpecRewrite,
+        StatusUpdate,
+        UpgradeInput,
     )
+    from rbg_flows.workflows.upgrade import UpgradeWorkflow
 
 RBG_NAMESPACE = SearchAttributeKey.for_keyword("RbgNamespace")
 RBG_NAME = SearchAttributeKey.for_keyword("RbgName")
@@ -33,6 +57,7 @@ RBG_PHASE = SearchAttributeKey.for_keyword("RbgPhase")
 RBG_REVISION = SearchAttributeKey.for_int("RbgRevision")
 SEARCH_ATTRIBUTES = (RBG_NAMESPACE, RBG_NAME, RBG_UID, RBG_PHASE, RBG_REVISION)
 KEEP_RECENT = 20
+UPGRADES = "upgrade-operations"  # workflow.patched id: histories before upgrades ran every change as a Deploy
 
 
 def start_attributes(namespace: str, name: str, uid: str) -> TypedSearchAttributes:
@@ -50,6 +75,8 @@ def start_attributes(namespace: str, name: str, uid: str) -> TypedSearchAttribut
 class RoleBasedGroupWorkflow:
     def __init__(self) -> None:
         self.state: GroupState | None = None
+        self._child: ChildWorkflowHandle[Any, DeployResult] | None = None
+        self._child_kind = ""
 
     @property
     def s(self) -> GroupState:
@@ -91,6 +118,125 @@ class RoleBasedGroupWorkflow:
             self.state = GroupState(key=RbgKey(namespace=ns, name=name))
         return self.state
 
+    # -- manual controls: Updates (answered) and the same as signals (Temporal UI) ----------------
+    @workflow.update
+    async def rollback(self, to_revision: int) -> str:
+        return await self._rollback(RolloutRequest(to_revision=to_revision))
+
+    @rollback.validator
+    def _check_rollback(self, to_revision: int) -> None:
+        self._refusal_for_rollback(to_revision)
+
+    @workflow.update
+    async def abort(self) -> str:
+        return await self._abort()
+
+    @abort.validator
+    def _check_abort(self) -> None:
+        self._refusal_for_abort()
+
+    @workflow.update
+    async def pause(self) -> str:
+        return await self._set_paused(True)
+
+    @pause.validator
+    def _check_pause(self) -> None:
+        self._refusal_for_pause()
+
+    @workflow.update
+    async def resume(self) -> str:
+        return await self._set_paused(False)
+
+    @resume.validator
+    def _check_resume(self) -> None:
+        self._refusal_for_resume()
+
+    @workflow.signal(name="request_rollback")
+    async def request_rollback(self, to_revision: int) -> None:
+        if self._refused(lambda: self._refusal_for_rollback(to_revision)):
+            return
+        await self._rollback(RolloutRequest(to_revision=to_revision))
+
+    @workflow.signal(name="request_abort")
+    async def request_abort(self) -> None:
+        if not self._refused(self._refusal_for_abort):
+            await self._abort()
+
+    @workflow.signal(name="request_pause")
+    async def request_pause(self) -> None:
+        if not self._refused(self._refusal_for_pause):
+            await self._set_paused(True)
+
+    @workflow.signal(name="request_resume")
+    async def request_resume(self) -> None:
+        if not self._refused(self._refusal_for_resume):
+            await self._set_paused(False)
+
+    def _refused(self, check: Callable[[], None]) -> bool:
+        try:
+            check()
+        except ApplicationError as e:
+            # A signal has no caller to answer: the refusal goes to the log, next to the signal in the UI.
+            workflow.logger.warning("refused: %s", e.message)
+            return True
+        return False
+
+    def _refusal_for_rollback(self, to_revision: int) -> None:
+        s = self._ensure_state()
+        known = {r.revision: r for r in s.revisions}
+        if to_revision not in known:
+            have = ", ".join(str(r) for r in sorted(known)) or "none"
+            raise ApplicationError(
+                f"revision {to_revision} not found (known revisions: {have})", type="Refused"
+            )
+        in_flight = self._child_kind == "upgrade"
+        if not in_flight and s.current_revision is not None and s.current_revision.revision == to_revision:
+            raise ApplicationError(f"revision {to_revision} is already the current revision", type="Refused")
+        if s.request is not None:
+            raise ApplicationError("another rollback is being prepared", type="Refused")
+
+    def _refusal_for_pause(self) -> None:
+        if self._ensure_state().paused:
+            raise ApplicationError("the rollout is already paused", type="Refused")
+
+    def _refusal_for_resume(self) -> None:
+        if not self._ensure_state().paused:
+            raise ApplicationError("the rollout is not paused", type="Refused")
+
+    def _refusal_for_abort(self) -> None:
+        s = self._ensure_state()
+        if self._child_kind != "upgrade":
+            raise ApplicationError("no upgrade is in progress", type="Refused")
+        if s.current_revision is None:
+            raise ApplicationError("there is no earlier revision to return to", type="Refused")
+        if s.request is not None:
+            raise ApplicationError("another rollback is being prepared", type="Refused")
+
+    async def _abort(self) -> str:
+        self._refusal_for_abort()
+        assert self.s.current_revision is not None
+        return await self._rollback(
+            RolloutRequest(to_revision=self.s.current_revision.revision, mode="abort")
+        )
+
+    async def _rollback(self, req: RolloutRequest) -> str:
+        self.s.request = req
+        # The loop rewrites the spec (cancelling an upgrade in flight first); answer once it has.
+        await workflow.wait_condition(lambda: req.generation != 0 or bool(req.message))
+        if req.generation == 0:
+            raise ApplicationError(req.message, type="Refused")
+        return req.message
+
+    async def _set_paused(self, paused: bool) -> str:
+        s = self.s
+        s.paused = paused
+        if self._child is not None and self._child_kind == "upgrade":
+            # The operation reports the hold itself, at the step where it happens.
+            s.paused_reported = paused
+            await self._child.signal(UpgradeWorkflow.pause if paused else UpgradeWorkflow.resume)
+            return "paused: the rollout holds before its next step" if paused else "resumed"
+        return "paused: the next rollout holds before its first step" if paused else "resumed"
+
     # -- the loop -------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: EntityInput) -> None:
@@ -102,7 +248,9 @@ class RoleBasedGroupWorkflow:
             await workflow.wait_condition(
                 lambda: (
                     self.s.deleted
+                    or self.s.request is not None
                     or self._pending() is not None
+                    or self.s.paused != self.s.paused_reported
                     or workflow.info().is_continue_as_new_suggested()
                 )
             )
@@ -110,9 +258,15 @@ class RoleBasedGroupWorkflow:
             if s.deleted:
                 self._set_phase("Deleted")
                 return
+            if s.request is not None:
+                await self._rewrite(inp, s.request)
+                continue
             kind = self._pending()
             if kind is not None:
                 await self._operate(inp, kind)
+                continue
+            if s.paused != s.paused_reported:
+                await self._report_paused(inp)
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(EntityInput(key=s.key, timeouts=inp.timeouts, state=self.s))
@@ -132,39 +286,83 @@ class RoleBasedGroupWorkflow:
             self.s.phase = phase
             workflow.upsert_search_attributes([RBG_PHASE.value_set(phase)])
 
-    async def _operate(self, inp: EntityInput, kind: str) -> None:
+    def _classify(self, kind: str, target: SpecEvent) -> tuple[str, Fingerprint | None]:
+        new = fingerprint(target.obj)
+        if kind != "deploy" or not self.s.deployed or not workflow.patched(UPGRADES):
+            return kind, new
+        return classify(self.s.applied, new), new
+
+    async def _operate(self, inp: EntityInput, pending: str) -> None:
         s = self.s
         target = s.latest
         assert target is not None
+        kind, new = self._classify(pending, target)
         s.operations += 1
-        suffix = target.generation if kind == "deploy" else f"{target.generation}-{s.operations}"
+        suffix = target.generation if kind in ("deploy", "upgrade") else f"{target.generation}-{s.operations}"
         op = OperationRecord(
             workflow_id=s.key.operation_id(kind, suffix), kind=kind, generation=target.generation
         )
         s.current = op
         if kind == "repair":
             s.drifted.clear()
-        self._set_phase("Deploying")
-        handle = await workflow.start_child_workflow(
-            DeployWorkflow.run,
-            DeployInput(
+        upgrade: UpgradeInput | None = None
+        if kind == "upgrade":
+            assert s.applied is not None and new is not None
+            replicas = upgrade_replicas(s.applied, new)
+            upgrade = UpgradeInput(
                 key=s.key,
                 event=target,
                 workflow_id=workflow.info().workflow_id,
                 timeouts=inp.timeouts,
-                reason="spec" if kind == "deploy" else "repair",
-                deployed_before=s.deployed,
-            ),
-            id=op.workflow_id,
-            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            static_summary=f"{kind} generation {target.generation}",
-        )
-        uid = s.uid
-        await workflow.wait_condition(
-            lambda: (
-                handle.done() or self.s.deleted or self.s.uid != uid or self._superseded(target.generation)
+                mode=s.modes.get(target.generation, "upgrade"),  # type: ignore[arg-type]
+                roles=changed_roles(s.applied, new),
+                added=[r for r in new.role_hashes if r not in s.applied.role_hashes],
+                replicas=replicas,
+                current_revision=s.current_revision.name if s.current_revision else None,
+                paused=s.paused,
+                final=replicas == new.replicas,
             )
-        )
+            s.paused_reported = s.paused
+            self._set_phase("Upgrading")
+            handle: ChildWorkflowHandle[Any, DeployResult] = await workflow.start_child_workflow(
+                UpgradeWorkflow.run,
+                upgrade,
+                id=op.workflow_id,
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                static_summary=f"{upgrade.mode} to generation {target.generation}: "
+                + ", ".join(upgrade.roles),
+            )
+        else:
+            self._set_phase("Scaling" if kind == "scale" else "Deploying")
+            deploy = await workflow.start_child_workflow(
+                DeployWorkflow.run,
+                DeployInput(
+                    key=s.key,
+                    event=target,
+                    workflow_id=workflow.info().workflow_id,
+                    timeouts=inp.timeouts,
+                    reason={"deploy": "spec", "repair": "repair", "scale": "scale"}[kind],  # type: ignore[arg-type]
+                    deployed_before=s.deployed,
+                ),
+                id=op.workflow_id,
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                static_summary=f"{kind} generation {target.generation}",
+            )
+            handle = deploy
+        self._child, self._child_kind = handle, "upgrade" if upgrade else kind
+        uid = s.uid
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    handle.done()
+                    or self.s.deleted
+                    or self.s.uid != uid
+                    or self._superseded(target.generation)
+                    or self.s.request is not None
+                )
+            )
+        finally:
+            self._child, self._child_kind = None, ""
         if not handle.done():
             handle.cancel()
             op.outcome = "superseded"
@@ -182,16 +380,110 @@ class RoleBasedGroupWorkflow:
             op.outcome = result.outcome
             op.message = result.message
             if self.s.uid == uid:
-                self.s.settled_generation = max(self.s.settled_generation, result.generation)
-                self.s.known_generations.update(result.workload_generations)
-                if result.outcome == "ready":
-                    self.s.deployed = True
-                if result.revision:
-                    workflow.upsert_search_attributes([RBG_REVISION.value_set(result.revision)])
-                self._set_phase(result.phase)
+                self._settle(result, new, upgrade)
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]
+
+    def _settle(self, result: DeployResult, new: Fingerprint | None, upgrade: UpgradeInput | None) -> None:
+        s = self.s
+        if upgrade is None or upgrade.final or result.outcome != "ready":
+            s.settled_generation = max(s.settled_generation, result.generation)
+            s.modes = {g: m for g, m in s.modes.items() if g > s.settled_generation}
+        s.known_generations.update(result.workload_generations)
+        if result.outcome == "ready":
+            s.deployed = True
+            if new is not None:
+                # After an upgrade that a scale follows, the replicas rolled at: the scale is still to do.
+                replicas = upgrade.replicas if upgrade is not None else new.replicas
+                s.applied = new.model_copy(update={"replicas": replicas})
+            if result.revision_name:
+                s.current_revision = RevisionRecord(name=result.revision_name, revision=result.revision)
+                s.revisions = result.history or s.revisions
+        if result.revision:
+            workflow.upsert_search_attributes([RBG_REVISION.value_set(result.revision)])
+        self._set_phase(result.phase)
+        if s.paused:
+            s.paused_reported = False  # the operation's final status said "not paused": say it again
 
     def _superseded(self, generation: int) -> bool:
         latest = self.s.latest
         return latest is not None and latest.generation > generation
+
+    async def _rewrite(self, inp: EntityInput, req: RolloutRequest) -> None:
+        s = self.s
+        record = next((r for r in s.revisions if r.revision == req.to_revision), None)
+        try:
+            if record is None:
+                raise ApplicationError(f"revision {req.to_revision} is no longer kept")
+            event: SpecEvent = await workflow.execute_activity_method(
+                RolloutActivities.rewrite_spec,
+                SpecRewrite(key=s.key, uid=s.uid, revision=record.name),
+                start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
+                retry_policy=RETRY,
+                summary=f"{req.mode}: rewrite spec to revision {req.to_revision}",
+            )
+        except Exception as e:  # an activity failure, or the revision vanished
+            req.message = f"{req.mode} to revision {req.to_revision} failed: {getattr(e, 'cause', None) or e}"
+            s.request = None
+            return
+        s.modes[event.generation] = req.mode
+        self.spec_changed(event)
+        # A resumed rollout after a rollback would surprise: rolling back clears the pause.
+        s.paused = False
+        req.generation = event.generation
+        req.message = (
+            f"{req.mode}: rolling back to revision {req.to_revision} as generation {event.generation}"
+        )
+        s.request = None
+        await self._post(
+            inp,
+            StatusUpdate(key=s.key, uid=s.uid),
+            EventRecord(
+                key=s.key,
+                uid=s.uid,
+                reason="RollbackStarted" if req.mode == "rollback" else "AbortRequested",
+                message=req.message,
+            ),
+        )
+
+    async def _report_paused(self, inp: EntityInput) -> None:
+        """Pause or resume with no rollout running: only the status and an Event change."""
+        s = self.s
+        paused = s.paused
+        s.paused_reported = paused
+        phase = "Paused" if paused else (s.phase if s.phase != "Paused" else "Ready")
+        if paused and s.phase != "Paused":
+            s.phase_before_pause = s.phase
+        if not paused:
+            phase = s.phase_before_pause or "Ready"
+        self._set_phase(phase)
+        await self._post(
+            inp,
+            StatusUpdate(
+                key=s.key,
+                uid=s.uid,
+                phase=phase,
+                conditions=[
+                    ConditionUpdate(type="Paused", status="True", reason="Paused", message="rollouts paused")
+                    if paused
+                    else ConditionUpdate(type="Paused", status="False", reason="Resumed")
+                ],
+            ),
+            EventRecord(
+                key=s.key,
+                uid=s.uid,
+                reason="RolloutPaused" if paused else "RolloutResumed",
+                message="rollouts paused" if paused else "rollouts resumed",
+            ),
+        )
+
+    async def _post(self, inp: EntityInput, update: StatusUpdate, event: EventRecord) -> None:
+        await workflow.execute_activity_method(
+            GroupActivities.report,
+            update.model_copy(update={"event": event}),
+            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"event {event.reason}",
+        )

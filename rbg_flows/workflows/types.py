@@ -135,16 +135,22 @@ class GroupState(BaseModel):
     current_revision: RevisionRecord | None = None
     paused: bool = False
     paused_reported: bool = False  # the status says what `paused` says
+    phase_before_pause: str = ""
     request: RolloutRequest | None = None  # a rollback/abort not yet turned into a spec
     modes: dict[int, str] = Field(default_factory=dict)  # generation -> "rollback"/"abort" it came from
 
 
-class DeployInput(BaseModel):
+class OperationInput(BaseModel):
+    """What every operation child workflow gets: the group, the spec to reach, where to report."""
+
     key: RbgKey
     event: SpecEvent
     workflow_id: str  # the entity's, written to status.workflowId
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    reason: Literal["spec", "repair"] = "spec"
+
+
+class DeployInput(OperationInput):
+    reason: Literal["spec", "repair", "scale"] = "spec"
     deployed_before: bool = False
 
 
@@ -159,11 +165,7 @@ class DeployResult(BaseModel):
     history: list[RevisionRecord] = Field(default_factory=list)
 
 
-class UpgradeInput(BaseModel):
-    key: RbgKey
-    event: SpecEvent
-    workflow_id: str
-    timeouts: Timeouts = Field(default_factory=Timeouts)
+class UpgradeInput(OperationInput):
     mode: Literal["upgrade", "rollback", "abort"] = "upgrade"
     roles: list[str] = Field(default_factory=list)  # roles whose template changed: the ones that roll
     added: list[str] = Field(default_factory=list)  # roles the new spec adds: created before the roll
@@ -182,8 +184,11 @@ class RoleRollState(BaseModel):
     partition: int
     floor: int  # the user's partition: the rollout never goes below it
     generation: int
+    total: int = 0  # replicas applied: N plus the surge while rolling
     on_target: list[bool] = Field(default_factory=list)  # per ordinal < N: pod on the target revision
     ready_on_target: int = 0
+    done: bool = False  # set by a wait: the step it waited for has finished
+    timed_out: bool = False
 
     @property
     def updated(self) -> int:

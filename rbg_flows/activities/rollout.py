@@ -1,0 +1,276 @@
+"""Activities of the upgrade operation: hold and step a StatefulSet role through its partition, wait
+for the pods a step moved, and rewrite a group's spec to an older revision (rollback, abort).
+
+They share the worker's Kubernetes client and watch cache with `GroupActivities`. Each is idempotent:
+applying a partition is server-side apply, a wait only reads, and a rewrite carries the revision's
+spec (writing it twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from rbg_flows.activities.cache import PODS, WorkloadCache
+from rbg_flows.activities.group import kube_call, model_of, rbg_path
+from rbg_flows.activities.workloads import KINDS
+from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent
+from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.wait import is_ready
+from rbg_flows.manifests.hashing import role_revision_hash
+from rbg_flows.manifests.labels import POD_INDEX_LABEL, role_revision_label
+from rbg_flows.manifests.workloads import build_workload
+from rbg_flows.workflows.types import (
+    FIELD_MANAGER,
+    PartitionRequest,
+    RoleRollState,
+    SpecEvent,
+    SpecRewrite,
+    StepWait,
+    spec_event,
+)
+
+JSON = dict[str, Any]
+STS = KINDS[STATEFULSET]
+STS_REVISION_LABEL = "controller-revision-hash"
+
+
+def rolled_role(rbg: RoleBasedGroup, name: str, replicas: int) -> RoleSpec:
+    """The role as the upgrade rolls it: the new spec at the replicas the rollout runs at."""
+    return rbg.spec.role(name).model_copy(update={"replicas": replicas})
+
+
+def surge_of(role: RoleSpec) -> int:
+    """Extra pods while a StatefulSet role rolls: maxSurge as a count, capped at the replicas."""
+    surge = resolve_int_or_percent(
+        role.rollout_strategy.rolling_update.max_surge, role.replicas, round_up=True
+    )
+    return min(surge, role.replicas)
+
+
+def floor_of(role: RoleSpec) -> int:
+    return resolve_int_or_percent(
+        role.rollout_strategy.rolling_update.partition, role.replicas, round_up=True
+    )
+
+
+def mid_rollout(sts: JSON) -> bool:
+    """The StatefulSet is moving pods to a revision it has not finished rolling out."""
+    st = sts.get("status") or {}
+    return st.get("currentRevision") != st.get("updateRevision") or int(st.get("updatedReplicas") or 0) < int(
+        (sts.get("spec") or {}).get("replicas") or 0
+    )
+
+
+def hold_partition(
+    current: JSON | None, desired_hash: str, role_label: str, replicas: int, floor: int
+) -> int:
+    """Where to put the partition before the first step toward a template (pure).
+
+    Same template already (a resumed upgrade): where it is. A different one while the StatefulSet is
+    still rolling (a newer spec mid-upgrade): where it is, so the pods above it go straight to the
+    newest template and no pod is replaced twice. At rest: all pods held (partition = replicas).
+    """
+    if current is None:
+        return floor  # recreated from nothing: nothing to keep in step with
+    partition = int(
+        ((current.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate", {}).get("partition")
+        or 0
+    )
+    labels = current["metadata"].get("labels") or {}
+    if labels.get(role_label) == desired_hash or mid_rollout(current):
+        return max(floor, min(partition, replicas))
+    return replicas
+
+
+def ordinal_of(pod: JSON) -> int | None:
+    labels = pod["metadata"].get("labels") or {}
+    index = labels.get(POD_INDEX_LABEL)
+    if index is None:
+        index = pod["metadata"]["name"].rsplit("-", 1)[-1]
+    try:
+        return int(index)
+    except ValueError:
+        return None
+
+
+def pods_on_target(sts: JSON, pods: list[JSON], replicas: int) -> tuple[list[bool], int]:
+    """Per ordinal < replicas, whether its pod runs the StatefulSet's update revision; and how many of
+    those are Ready (pure)."""
+    revision = (sts.get("status") or {}).get("updateRevision")
+    on = [False] * replicas
+    ready = 0
+    for pod in pods:
+        i = ordinal_of(pod)
+        if i is None or not 0 <= i < replicas or pod["metadata"].get("deletionTimestamp"):
+            continue
+        if revision and (pod["metadata"].get("labels") or {}).get(STS_REVISION_LABEL) == revision:
+            on[i] = True
+            ready += int(is_ready(pod))
+    return on, ready
+
+
+def observed(sts: JSON | None, generation: int) -> bool:
+    return sts is not None and int((sts.get("status") or {}).get("observedGeneration") or 0) >= generation
+
+
+class RolloutActivities:
+    def __init__(self, kube: KubeClient, cache: WorkloadCache):
+        self.kube = kube
+        self.cache = cache
+
+    @activity.defn(name="set_partition")
+    async def set_partition(self, req: PartitionRequest) -> RoleRollState:
+        """Apply the role's StatefulSet with the target template at a partition (or held where it is)
+        and return the role as its controller sees it afterwards."""
+        rbg = model_of(req.event)
+        role = rolled_role(rbg, req.role, req.replicas)
+        ns = req.key.namespace
+        name = f"{rbg.metadata.name}-{role.name}"
+        floor = min(floor_of(role), role.replicas)
+        await self.cache.ensure(STS)
+        await self.cache.ensure(PODS)
+        current = self.cache.get(STS, ns, name) or await kube_call(
+            lambda: self.kube.get_or_none(STS.path(ns, name))
+        )
+        if req.partition is None:
+            partition = hold_partition(
+                current,
+                role_revision_hash(rbg.spec, role),
+                role_revision_label(role.name),
+                role.replicas,
+                floor,
+            )
+        else:
+            partition = max(floor, min(req.partition, role.replicas))
+        body = build_workload(rbg, role, partition=partition)
+        # Surge pods exist only while pods are moving; ordinals >= N come up on the new template.
+        total = role.replicas + (surge_of(role) if partition > floor else 0)
+        body["spec"]["replicas"] = total
+        applied = await kube_call(lambda: self.kube.apply(STS.path(ns, name), body, FIELD_MANAGER))
+        generation = int(applied["metadata"].get("generation") or 0)
+        state = RoleRollState(
+            role=role.name,
+            workload=name,
+            replicas=role.replicas,
+            partition=partition,
+            floor=floor,
+            generation=generation,
+            total=total,
+        )
+        # The update revision is the new template's only once the controller has seen it.
+        return await self._observe(
+            ns, state, want=-1, known_ready=-1, deadline=None, heartbeat=3.0, report_after=0.0
+        )
+
+    @activity.defn(name="wait_step")
+    async def wait_step(self, req: StepWait) -> RoleRollState:
+        """Wait until `want` pods of the role (ordinals < N) run the target revision and are Ready, or
+        readiness changes (at most every min_report_seconds), or the deadline passes."""
+        await self.cache.ensure(STS)
+        await self.cache.ensure(PODS)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + req.deadline_seconds if req.deadline_seconds is not None else None
+        report_after = start + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
+        return await self._observe(
+            req.key.namespace,
+            req.state,
+            want=req.want,
+            known_ready=req.known_ready,
+            deadline=deadline,
+            heartbeat=req.heartbeat_every_seconds,
+            report_after=report_after,
+        )
+
+    async def _observe(
+        self,
+        ns: str,
+        state: RoleRollState,
+        *,
+        want: int,
+        known_ready: int,
+        deadline: float | None,
+        heartbeat: float,
+        report_after: float,
+    ) -> RoleRollState:
+        loop = asyncio.get_running_loop()
+        with (
+            self.cache.subscribe(STS, ns, state.workload) as sts_changed,
+            self.cache.subscribe(PODS, ns, state.workload) as pods_changed,
+        ):
+            while True:
+                sts = self.cache.get(STS, ns, state.workload)
+                seen = observed(sts, state.generation)
+                current = state
+                if sts is not None and seen:
+                    on, ready = pods_on_target(sts, self.cache.pods(ns, state.workload), state.replicas)
+                    current = state.model_copy(update={"on_target": on, "ready_on_target": ready})
+                settled = seen and int((sts or {}).get("status", {}).get("replicas") or 0) == state.total
+                done = seen and (want < 0 or (current.ready_on_target >= want and settled))
+                activity.heartbeat(
+                    {
+                        "role": state.role,
+                        "updated": current.updated,
+                        "ready": current.ready_on_target,
+                        "want": want,
+                    }
+                )
+                now = loop.time()
+                if done:
+                    return current.model_copy(update={"done": True, "timed_out": False})
+                if seen and want >= 0 and current.ready_on_target != known_ready and now >= report_after:
+                    return current.model_copy(update={"done": False, "timed_out": False})
+                if deadline is not None and now >= deadline:
+                    return current.model_copy(update={"done": False, "timed_out": True})
+                sts_changed.clear()
+                pods_changed.clear()
+                wait = heartbeat
+                if seen and current.ready_on_target != known_ready:
+                    wait = max(0.01, min(wait, report_after - now))
+                if deadline is not None:
+                    wait = max(0.01, min(wait, deadline - now))
+                waits = [asyncio.ensure_future(e.wait()) for e in (sts_changed, pods_changed)]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+
+    @activity.defn(name="rewrite_spec")
+    async def rewrite_spec(self, req: SpecRewrite) -> SpecEvent:
+        """Set the group's spec to a revision's (each role keeps its current replicas, as `kubectl
+        rollout undo` does); returns the object as the watcher would report it."""
+        ns = req.key.namespace
+        revision = await kube_call(
+            lambda: self.kube.get_or_none(f"/apis/apps/v1/namespaces/{ns}/controllerrevisions/{req.revision}")
+        )
+        if revision is None:
+            raise ApplicationError(f"ControllerRevision {req.revision} no longer exists", non_retryable=True)
+
+        async def rewrite() -> JSON:
+            obj = await self.kube.get(rbg_path(req.key))
+            if obj["metadata"]["uid"] != req.uid:
+                raise ApplicationError("the RoleBasedGroup was replaced meanwhile", non_retryable=True)
+            # A replace carrying the resourceVersion just read: fields the revision lacks go away, and a
+            # write in between makes it 409, retried from a fresh read.
+            obj["spec"] = rewritten_spec(obj.get("spec") or {}, revision["data"]["spec"])
+            obj.pop("status", None)
+            return await self.kube.request("PUT", rbg_path(req.key), body=obj)
+
+        return spec_event(await kube_call(rewrite))
+
+
+def rewritten_spec(current: JSON, revision: JSON) -> JSON:
+    """The revision's spec with each role's current replicas (a role the current spec lacks gets the
+    default, 1) (pure)."""
+    replicas = {r.get("name"): r.get("replicas") for r in current.get("roles") or []}
+    spec = copy.deepcopy(revision)
+    for role in spec.get("roles") or []:
+        if replicas.get(role.get("name")) is not None:
+            role["replicas"] = replicas[role["name"]]
+    return spec

@@ -1,0 +1,348 @@
+"""The Upgrade operation: roll a group to a new revision (also how rollback and abort run).
+
+Roles whose template changed roll in units (roles linked by lock-step rules move together, others on
+their own), in stages (`spec.rolloutOrder`; reversed for a rollback). A StatefulSet role is stepped
+through its partition: the step planner says how many of its pods may run the new revision after each
+step, the partition is set to exactly that, and the step ends when those pods are Ready. Deployment and
+LeaderWorkerSet roles roll through their own strategy, as one unit of progress. Roles the new spec adds
+are created first, in dependency order.
+
+Every step starts from what the cluster says (pods on the target revision), so a resumed or replayed
+step re-applies the same partition and waits for the same pods: a worker killed mid-step resumes at that
+step. `pause` holds before the next step; the entity cancels the operation for a newer spec, a rollback
+or an abort, and the next operation starts from wherever the pods are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from rbg_flows.activities.group import GroupActivities
+    from rbg_flows.activities.rollout import RolloutActivities
+    from rbg_flows.api import STATEFULSET, RoleBasedGroup, parse_rbg
+    from rbg_flows.rollout.partition import partition_for, updated_at
+    from rbg_flows.rollout.planner import RoleRollout, RolloutState, is_done, plan_step, state_from_spec
+    from rbg_flows.rollout.units import Unit, rollout_stages
+    from rbg_flows.workflows.operation import RETRY, Operation, settled_conditions
+    from rbg_flows.workflows.types import (
+        ConditionUpdate,
+        DeployResult,
+        PartitionRequest,
+        RevisionInfo,
+        RolePlan,
+        RoleProgress,
+        RoleRollState,
+        StepWait,
+        UpgradeInput,
+        ValidationReport,
+    )
+
+# mode -> (verb in messages, event reason prefix)
+_MODES = {
+    "upgrade": ("upgrade", "Upgrade"),
+    "rollback": ("rollback", "Rollback"),
+    "abort": ("abort", "Abort"),
+}
+
+
+@workflow.defn(name="Upgrade")
+class UpgradeWorkflow(Operation):
+    @workflow.init
+    def __init__(self, inp: UpgradeInput) -> None:
+        super().__init__()
+        self.paused = inp.paused
+        self.steps = 0
+        self._holding = False
+
+    @workflow.query
+    def progress(self) -> dict[str, RoleProgress]:
+        return self._progress
+
+    @workflow.signal
+    def pause(self) -> None:
+        self.paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self.paused = False
+
+    @workflow.run
+    async def run(self, inp: UpgradeInput) -> DeployResult:
+        report = await self._prepare(inp)
+        if report.problems:
+            return await self._refuse(inp, report, deployed_before=True)
+        verb, event = _MODES[inp.mode]
+        try:
+            return await self._upgrade(inp, report)
+        except ActivityError as e:
+            return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
+
+    def _plans(self, inp: UpgradeInput, report: ValidationReport) -> dict[str, RolePlan]:
+        return {
+            name: plan.model_copy(update={"replicas": inp.replicas.get(name, plan.replicas)})
+            for name, plan in report.roles.items()
+        }
+
+    async def _upgrade(self, inp: UpgradeInput, report: ValidationReport) -> DeployResult:
+        gen = inp.event.generation
+        t = inp.timeouts
+        verb, event = _MODES[inp.mode]
+        revision: RevisionInfo = await workflow.execute_activity_method(
+            GroupActivities.record_revision,
+            inp.event,
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"record revision of generation {gen}",
+        )
+        rbg, _ = parse_rbg(inp.event.obj)
+        assert rbg is not None  # prepare validated it
+        plans = self._plans(inp, report)
+        self._progress = {
+            name: RoleProgress(role=name, replicas=p.replicas, ready=p.replicas, updated=0, done=False)
+            for name, p in plans.items()
+            if name in inp.roles or name in inp.added
+        }
+        stages = rollout_stages(rbg.spec, inp.roles, reverse=inp.mode != "upgrade")
+        order = " then ".join("+".join("/".join(u) for u in stage) for stage in stages) or "no role"
+        self._stage = f"{verb} to revision {revision.revision}: {order}"
+        self._details()
+        await self._report(
+            inp,
+            [
+                ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
+                ConditionUpdate(
+                    type="Progressing",
+                    status="True",
+                    reason="RollingUpdate",
+                    message=f"{verb} of generation {gen}",
+                ),
+                ConditionUpdate(
+                    type="RollingUpdateInProgress",
+                    status="True",
+                    reason="RollingUpdate",
+                    message=f"rolling {order} to revision {revision.revision}",
+                ),
+            ],
+            event=(
+                f"{event}Started",
+                f"{verb} to revision {revision.revision} ({revision.name}): {order}",
+                False,
+            ),
+            phase="Upgrading",
+            revisions=(inp.current_revision or revision.previous or revision.name, revision.name),
+        )
+        generations: dict[str, int] = {}
+        for level in report.levels:
+            added = [r for r in level if r in inp.added]
+            results = await asyncio.gather(*(self._deploy_role(inp, plans[r]) for r in added))
+            generations.update(dict(results))
+        for stage in stages:
+            for result in await asyncio.gather(*(self._roll_unit(inp, rbg, unit, plans) for unit in stage)):
+                generations.update(result)
+        self._stage = f"revision {revision.revision} rolled out in {self.steps} steps"
+        self._details()
+        done = (f"{event}Succeeded", f"revision {revision.revision}: all roles updated and ready", False)
+        if inp.final:
+            await self._report(
+                inp,
+                settled_conditions(gen),
+                event=done,
+                phase="Ready",
+                observed_generation=gen,
+                revisions=(revision.name, revision.name),
+            )
+        else:
+            # A scale of the same generation follows; it settles observedGeneration.
+            await self._report(
+                inp,
+                [ConditionUpdate(type="RollingUpdateInProgress", status="False", reason="NoRollingUpdate")],
+                event=done,
+                revisions=(revision.name, revision.name),
+            )
+        return DeployResult(
+            generation=gen,
+            outcome="ready",
+            phase="Ready",
+            workload_generations=generations,
+            revision=revision.revision,
+            revision_name=revision.name,
+            history=revision.history,
+        )
+
+    # -- one unit: roles moving in lock-step ------------------------------------------------------
+    async def _roll_unit(
+        self, inp: UpgradeInput, rbg: RoleBasedGroup, unit: Unit, plans: dict[str, RolePlan]
+    ) -> dict[str, int]:
+        stepped = [r for r in unit if plans[r].kind == STATEFULSET]
+        native = [r for r in unit if r not in stepped]
+        # Hold every StatefulSet on the target template, then let pods a previous run already moved
+        # finish (a resumed upgrade continues from there).
+        held = await asyncio.gather(*(self._set_partition(inp, plans[r], None) for r in stepped))
+        states: dict[str, RoleRollState] = {}
+        for st in await asyncio.gather(
+            *(self._wait(inp, st, updated_at(st.on_target, st.partition)) for st in held)
+        ):
+            states[st.role] = st
+        native_done = {r: False for r in native}
+        generations: dict[str, int] = {}
+        spec = rbg.spec.model_copy(
+            update={
+                "roles": [r.model_copy(update={"replicas": plans[r.name].replicas}) for r in rbg.spec.roles]
+            }
+        )
+        while True:
+            await self._hold_if_paused(inp)
+            base = state_from_spec(spec, {r: st.updated for r, st in states.items()}, roles=unit)
+            rollout = RolloutState(
+                tuple(
+                    # A natively rolled role cannot be held part-way: one unit of progress.
+                    RoleRollout(r.name, 1, int(native_done[r.name])) if r.name in native_done else r
+                    for r in base.roles
+                ),
+                base.rules,
+            )
+            if is_done(rollout):
+                break
+            step = plan_step(rollout)
+            self.steps += 1
+            moves = [m for m in step.moves if m.pods > 0]
+            what = ", ".join(f"{m.name} {m.before}→{m.after}" for m in moves)
+            self._stage = f"step {self.steps}: {what}"
+            self._details()
+            moved_native = [m for m in moves if m.name in native_done]
+            moved_stateful = [m for m in moves if m.name not in native_done]
+            stateful, natives = await asyncio.gather(
+                asyncio.gather(
+                    *(
+                        self._step_stateful(inp, plans[m.name], states[m.name], m.after, what)
+                        for m in moved_stateful
+                    )
+                ),
+                asyncio.gather(*(self._deploy_role(inp, plans[m.name]) for m in moved_native)),
+            )
+            states.update({st.role: st for st in stateful})
+            for m, (workload, generation) in zip(moved_native, natives, strict=True):
+                native_done[m.name] = True
+                generations[workload] = generation
+        # Back to the user's partition and the role's own replica count (surge pods reclaimed).
+        for st in await asyncio.gather(
+            *(self._set_partition(inp, plans[r], states[r].floor) for r in stepped)
+        ):
+            st = await self._wait(inp, st, updated_at(st.on_target, st.partition))
+            generations[st.workload] = st.generation
+        return generations
+
+    async def _step_stateful(
+        self, inp: UpgradeInput, plan: RolePlan, st: RoleRollState, want: int, what: str
+    ) -> RoleRollState:
+        partition = partition_for(st.on_target, want, st.floor)
+        moved = await self._set_partition(inp, plan, partition, f"step {self.steps} ({what})")
+        return await self._wait(inp, moved, want)
+
+    async def _set_partition(
+        self, inp: UpgradeInput, plan: RolePlan, partition: int | None, why: str = ""
+    ) -> RoleRollState:
+        t = inp.timeouts
+        where = "hold" if partition is None else f"partition {partition}"
+        return await workflow.execute_activity_method(
+            RolloutActivities.set_partition,
+            PartitionRequest(
+                key=inp.key, event=inp.event, role=plan.role, replicas=plan.replicas, partition=partition
+            ),
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
+        )
+
+    async def _wait(self, inp: UpgradeInput, st: RoleRollState, want: int) -> RoleRollState:
+        t = inp.timeouts
+        deadline = workflow.now().timestamp() + t.ready_deadline_seconds
+        reported_deadline = False
+        current = st
+        known = st.ready_on_target
+        while True:
+            self._progress[st.role] = RoleProgress(
+                role=st.role,
+                replicas=st.replicas,
+                ready=current.ready_on_target,
+                updated=current.updated,
+                done=current.ready_on_target >= st.replicas - st.floor,
+            )
+            self._details()
+            remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
+            current = await workflow.execute_activity_method(
+                RolloutActivities.wait_step,
+                StepWait(
+                    key=inp.key,
+                    uid=inp.event.uid,
+                    state=current,
+                    want=want,
+                    known_ready=known,
+                    deadline_seconds=remaining,
+                    heartbeat_every_seconds=t.heartbeat_every_seconds,
+                ),
+                start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
+                heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
+                retry_policy=RETRY,
+                summary=f"wait {st.role} updated+ready {current.ready_on_target}/{want}",
+            )
+            if current.done:
+                self._progress[st.role] = RoleProgress(
+                    role=st.role,
+                    replicas=st.replicas,
+                    ready=current.ready_on_target,
+                    updated=current.updated,
+                    done=current.ready_on_target >= st.replicas - st.floor,
+                )
+                self._details()
+                return current
+            known = current.ready_on_target
+            if current.timed_out and not reported_deadline:
+                reported_deadline = True
+                await self._deadline_exceeded(inp, st.role, current.ready_on_target, want)
+
+    async def _hold_if_paused(self, inp: UpgradeInput) -> None:
+        if not self.paused:
+            return
+        # Units run concurrently: the first to notice reports, the others only wait.
+        if not self._holding:
+            self._holding = True
+            self._stage = f"paused after step {self.steps}"
+            self._details()
+            await self._report(
+                inp,
+                [
+                    ConditionUpdate(
+                        type="Paused",
+                        status="True",
+                        reason="Paused",
+                        message=f"paused after step {self.steps}",
+                    ),
+                    ConditionUpdate(
+                        type="Progressing", status="Unknown", reason="Paused", message="rollout paused"
+                    ),
+                ],
+                event=("RolloutPaused", f"rollout paused after step {self.steps}", False),
+                phase="Paused",
+            )
+        await workflow.wait_condition(lambda: not self.paused)
+        if self._holding:
+            self._holding = False
+            await self._report(
+                inp,
+                [
+                    ConditionUpdate(type="Paused", status="False", reason="Resumed"),
+                    ConditionUpdate(
+                        type="Progressing", status="True", reason="RollingUpdate", message="resumed"
+                    ),
+                ],
+                event=("RolloutResumed", f"rollout resumed at step {self.steps + 1}", False),
+                phase="Upgrading",
+            )
