@@ -160,11 +160,13 @@ class GroupActivities:
         created = found is None
         if found is not None and previous is not None and found is not previous:
             # Back to an older spec (a rollback): like Deployments and StatefulSets, that revision
-            # becomes the newest, so history lists it last and pruning keeps it.
-            path = f"{collection}/{found['metadata']['name']}"
-            number = next_revision(mine)
-            found = await kube_call(lambda: self.kube.patch(path, {"revision": number}))
-            mine = [r for r in mine if r["metadata"]["name"] != found["metadata"]["name"]] + [found]
+            # becomes the newest, so history lists it last and pruning keeps it. Recreated rather than
+            # patched: the API server re-encodes `data` on a patch and then refuses it as a change to
+            # an immutable field. A retry after the delete finds nothing and creates it: no loss.
+            stale_path = f"{collection}/{found['metadata']['name']}"
+            await kube_call(partial(self.kube.delete, stale_path))
+            mine = [r for r in mine if r["metadata"]["name"] != found["metadata"]["name"]]
+            found = None
         if found is None:
 
             async def create() -> JSON:

@@ -28,7 +28,13 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
     from rbg_flows.activities.rollout import RolloutActivities
-    from rbg_flows.rollout.classify import Fingerprint, changed_roles, classify, fingerprint, upgrade_replicas
+    from rbg_flows.rollout.classify import (
+        Fingerprint,
+        changed_roles,
+        classify,
+        fingerprint,
+        upgrade_replicas,
+    )
     from rbg_flows.workflows.deploy import DeployWorkflow
     from rbg_flows.workflows.operation import RETRY
     from rbg_flows.workflows.types import (
@@ -290,7 +296,17 @@ class RoleBasedGroupWorkflow:
         new = fingerprint(target.obj)
         if kind != "deploy" or not self.s.deployed or not workflow.patched(UPGRADES):
             return kind, new
-        return classify(self.s.applied, new), new
+        kind = classify(self.s.applied, new)
+        if self.s.unsettled_roles and self.s.applied is not None and new is not None:
+            kind = (
+                "upgrade"  # roles an upgrade left part-way must finish rolling, even back to where they were
+            )
+        return kind, new
+
+    def _rolling_roles(self, applied: Fingerprint, new: Fingerprint) -> list[str]:
+        changed = set(changed_roles(applied, new))
+        unsettled = {r for r in self.s.unsettled_roles if r in new.role_hashes and r in applied.role_hashes}
+        return [r for r in new.role_hashes if r in changed | unsettled]
 
     async def _operate(self, inp: EntityInput, pending: str) -> None:
         s = self.s
@@ -315,7 +331,7 @@ class RoleBasedGroupWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 timeouts=inp.timeouts,
                 mode=s.modes.get(target.generation, "upgrade"),  # type: ignore[arg-type]
-                roles=changed_roles(s.applied, new),
+                roles=self._rolling_roles(s.applied, new),
                 added=[r for r in new.role_hashes if r not in s.applied.role_hashes],
                 replicas=replicas,
                 current_revision=s.current_revision.name if s.current_revision else None,
@@ -366,6 +382,11 @@ class RoleBasedGroupWorkflow:
         if not handle.done():
             handle.cancel()
             op.outcome = "superseded"
+            if upgrade is not None:
+                self.s.unsettled_roles = sorted({*self.s.unsettled_roles, *upgrade.roles})
+            elif kind == "scale" and self.s.applied is not None and new is not None:
+                # The scale's applies may have landed: what follows starts from its counts.
+                self.s.applied = self.s.applied.model_copy(update={"replicas": new.replicas})
         try:
             result: DeployResult = await handle
         except ChildWorkflowError as e:
@@ -392,6 +413,7 @@ class RoleBasedGroupWorkflow:
         s.known_generations.update(result.workload_generations)
         if result.outcome == "ready":
             s.deployed = True
+            s.unsettled_roles = []
             if new is not None:
                 # After an upgrade that a scale follows, the replicas rolled at: the scale is still to do.
                 replicas = upgrade.replicas if upgrade is not None else new.replicas

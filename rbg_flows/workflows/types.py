@@ -136,6 +136,7 @@ class GroupState(BaseModel):
     paused: bool = False
     paused_reported: bool = False  # the status says what `paused` says
     phase_before_pause: str = ""
+    unsettled_roles: list[str] = Field(default_factory=list)  # left mid-rollout by a cut-short upgrade
     request: RolloutRequest | None = None  # a rollback/abort not yet turned into a spec
     modes: dict[int, str] = Field(default_factory=dict)  # generation -> "rollback"/"abort" it came from
 

@@ -1,0 +1,314 @@
+"""Coordinated upgrades, rollback, pause, resume and abort, driven through the Kubernetes API and the
+entity workflow's Updates, observed through pod watch events as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.rollout.observer import RolloutObserver, pod_images
+from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
+
+from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, rbgs, wait_event, wait_rbg, wait_ready
+
+pytestmark = pytest.mark.sim
+OLD, NEW, NEWER = "lmsysorg/sglang:v0.5.4", "lmsysorg/sglang:v0.5.5", "lmsysorg/sglang:v0.5.6"
+JSON_PATCH = "application/json-patch+json"
+NAME = "pd-upgrade"
+
+
+def set_engine_image(image: str) -> list[dict[str, Any]]:
+    return [
+        {"op": "replace", "path": "/spec/roleTemplates/0/template/spec/containers/0/image", "value": image}
+    ]
+
+
+def observer(image: str) -> RolloutObserver:
+    return RolloutObserver(
+        {"prefill": 4, "decode": 4}, lambda pod: image in pod_images(pod), pairs=[("prefill", "decode")]
+    )
+
+
+@contextlib.asynccontextmanager
+async def watching(kube: KubeClient, ns: str, *observers: RolloutObserver) -> AsyncIterator[None]:
+    """Feed the group's pod watch events to the observers while the block runs."""
+    synced = asyncio.Event()
+
+    def on_event(event_type: str, pod: dict[str, Any]) -> None:
+        for o in observers:
+            o.on_event(event_type, pod)
+
+    task = asyncio.create_task(
+        list_and_watch(
+            kube,
+            f"/api/v1/namespaces/{ns}/pods",
+            on_event,
+            on_synced=synced.set,
+            params={"labelSelector": f"{NAME_LABEL}={NAME}"},
+        )
+    )
+    await synced.wait()
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def observing(kube: KubeClient, ns: str, image: str) -> AsyncIterator[RolloutObserver]:
+    obs = observer(image)
+    async with watching(kube, ns, obs):
+        yield obs
+
+
+async def deployed(kube: KubeClient, ns: str) -> dict[str, Any]:
+    await create_rbg(kube, ns, example("coordinated-upgrade.yaml"))
+    return await wait_ready(kube, ns, NAME, generation=1, timeout=120)
+
+
+async def change(kube: KubeClient, ns: str, patch: list[dict[str, Any]]) -> int:
+    obj = await kube.patch(f"{rbgs(ns)}/{NAME}", patch, content_type=JSON_PATCH)
+    return int(obj["metadata"]["generation"])
+
+
+async def group_revisions(kube: KubeClient, ns: str) -> list[dict[str, Any]]:
+    items = (
+        await kube.get(
+            f"/apis/apps/v1/namespaces/{ns}/controllerrevisions", labelSelector=f"{NAME_LABEL}={NAME}"
+        )
+    )["items"]
+    ours = [r for r in items if r["metadata"]["ownerReferences"][0]["kind"] == "RoleBasedGroup"]
+    return sorted(ours, key=lambda r: r["revision"])
+
+
+async def role_images(kube: KubeClient, ns: str) -> dict[str, set[tuple[str, ...]]]:
+    pods = (await kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"{NAME_LABEL}={NAME}"))["items"]
+    out: dict[str, set[tuple[str, ...]]] = {}
+    for p in pods:
+        if not p["metadata"].get("deletionTimestamp"):
+            out.setdefault(p["metadata"]["labels"]["rolebasedgroup.workloads.x-k8s.io/role"], set()).add(
+                pod_images(p)
+            )
+    return out
+
+
+async def until(predicate: Any, what: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def entity(temporal_env: Any, ns: str) -> Any:
+    return temporal_env.client.get_workflow_handle(f"rbg.{ns}.{NAME}")
+
+
+async def settled(temporal_env: Any, ns: str, generation: int) -> Any:
+    """The entity's state once it has recorded the operation for `generation` (the status is written
+    just before the operation returns to it)."""
+    handle = entity(temporal_env, ns)
+    for _ in range(200):
+        state = await handle.query(RoleBasedGroupWorkflow.get_state)
+        if state.settled_generation >= generation and state.current is None:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"generation {generation} not settled: {state}")
+
+
+async def test_coordinated_upgrade_keeps_the_skew_and_makes_one_revision(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1]
+    in_progress: list[str] = []
+
+    async with observing(kube, namespace, NEW) as obs:
+        gen = await change(kube, namespace, set_engine_image(NEW))
+        rbg = await wait_rbg(
+            kube,
+            namespace,
+            NAME,
+            lambda o: (
+                in_progress.append((condition(o, "RollingUpdateInProgress") or {}).get("status", ""))
+                or (
+                    (o.get("status") or {}).get("observedGeneration") == gen
+                    and (condition(o, "Ready") or {}).get("status") == "True"
+                )
+            ),
+            "upgrade done",
+            timeout=120,
+        )
+    assert obs.counts() == {"prefill": 4, "decode": 4}
+    assert obs.max_skew <= 0.25, (obs.max_skew, obs.worst)
+    assert obs.max_skew > 0  # the roles did move in steps, not both at once
+    assert "True" in in_progress and condition(rbg, "RollingUpdateInProgress")["status"] == "False"  # type: ignore[index]
+    # Every pod replaced exactly once.
+    assert all(obs.replacements(name) == 1 for name in obs.incarnations), obs.incarnations
+    revisions = await group_revisions(kube, namespace)
+    assert [r["revision"] for r in revisions] == [1, 2]
+    assert (
+        rbg["status"]["currentRevision"]
+        == rbg["status"]["updateRevision"]
+        == revisions[1]["metadata"]["name"]
+    )
+    assert rbg["status"]["phase"] == "Ready"
+    await wait_event(kube, namespace, NAME, "UpgradeSucceeded")
+    router = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{NAME}-router")
+    assert router["metadata"]["generation"] == 1  # the router's template did not change: not touched
+
+
+async def test_pause_holds_the_rollout_and_resume_finishes_it(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    handle = entity(temporal_env, namespace)
+    async with observing(kube, namespace, NEW) as obs:
+        gen = await change(kube, namespace, set_engine_image(NEW))
+        await until(lambda: sum(obs.counts().values()) >= 1, "a first pod on the new image")
+        assert "holds" in await handle.execute_update(RoleBasedGroupWorkflow.pause)
+        rbg = await wait_rbg(
+            kube, namespace, NAME, lambda o: (o.get("status") or {}).get("phase") == "Paused", "Paused"
+        )
+        assert condition(rbg, "Paused")["status"] == "True"  # type: ignore[index]
+        # The step in flight finishes; then nothing moves for several readiness periods.
+        await asyncio.sleep(2)
+        held = obs.counts()
+        await asyncio.sleep(4)
+        assert obs.counts() == held
+        assert sum(held.values()) < 8
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(RoleBasedGroupWorkflow.pause)
+        assert "already paused" in str(refused.value.cause)
+        await handle.execute_update(RoleBasedGroupWorkflow.resume)
+        rbg = await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    assert obs.counts() == {"prefill": 4, "decode": 4}
+    assert obs.max_skew <= 0.25
+    assert condition(rbg, "Paused")["status"] == "False"  # type: ignore[index]
+    await wait_event(kube, namespace, NAME, "RolloutPaused")
+    await wait_event(kube, namespace, NAME, "RolloutResumed")
+
+
+async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    gen = await change(kube, namespace, set_engine_image(NEW))
+    await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    # A scale after the upgrade: the rollback keeps it (like `kubectl rollout undo`).
+    gen = await change(kube, namespace, [{"op": "replace", "path": "/spec/roles/2/replicas", "value": 2}])
+    await wait_ready(kube, namespace, NAME, generation=gen, timeout=60)
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]  # scaling makes none
+
+    handle = entity(temporal_env, namespace)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(RoleBasedGroupWorkflow.rollback, 9)
+    assert "revision 9 not found" in str(refused.value.cause)
+    async with observing(kube, namespace, OLD) as obs:
+        answer = await handle.execute_update(RoleBasedGroupWorkflow.rollback, 1)
+        assert "revision 1" in answer
+        rbg = await wait_rbg(
+            kube,
+            namespace,
+            NAME,
+            lambda o: (
+                o["metadata"]["generation"] > gen
+                and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+                and (condition(o, "Ready") or {}).get("status") == "True"
+            ),
+            "rolled back",
+            timeout=120,
+        )
+    assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
+    assert rbg["spec"]["roles"][2]["replicas"] == 2
+    st = await settled(temporal_env, namespace, rbg["metadata"]["generation"])
+    assert obs.counts() == {"prefill": 4, "decode": 4}, st.recent
+    assert obs.max_skew <= 0.25
+    images = await role_images(kube, namespace)
+    assert images["prefill"] == images["decode"] == {(OLD,)}
+    revisions = await group_revisions(kube, namespace)
+    # Revision 1's spec is the newest again, renumbered as Deployments and StatefulSets do.
+    assert [r["revision"] for r in revisions] == [2, 3]
+    assert rbg["status"]["currentRevision"] == revisions[1]["metadata"]["name"]
+    await wait_event(kube, namespace, NAME, "RollbackSucceeded")
+
+
+async def test_abort_mid_upgrade_restores_the_previous_revision(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    first = await deployed(kube, namespace)
+    handle = entity(temporal_env, namespace)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(RoleBasedGroupWorkflow.abort)
+    assert "no upgrade is in progress" in str(refused.value.cause)
+    async with observing(kube, namespace, NEW) as obs:
+        await change(kube, namespace, set_engine_image(NEW))
+        await until(lambda: sum(obs.counts().values()) >= 2, "pods on the new image")
+        await handle.execute_update(RoleBasedGroupWorkflow.abort)
+        rbg = await wait_rbg(
+            kube,
+            namespace,
+            NAME,
+            lambda o: (
+                o["metadata"]["generation"] >= 3
+                and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+                and (condition(o, "Ready") or {}).get("status") == "True"
+            ),
+            "aborted",
+            timeout=120,
+        )
+        assert obs.counts() == {"prefill": 0, "decode": 0}
+    assert rbg["spec"] == first["spec"]
+    images = await role_images(kube, namespace)
+    assert images["prefill"] == images["decode"] == {(OLD,)}
+    assert rbg["status"]["currentRevision"] == first["status"]["currentRevision"]
+    await wait_event(kube, namespace, NAME, "AbortRequested")
+
+
+async def test_back_to_back_changes_end_on_the_newest_without_extra_churn(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    obs, first_wave = observer(NEWER), observer(NEW)
+    async with watching(kube, namespace, obs, first_wave):
+        await change(kube, namespace, set_engine_image(NEW))
+        await until(lambda: sum(first_wave.counts().values()) >= 2, "pods on the first new image")
+        gen = await change(kube, namespace, set_engine_image(NEWER))
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    images = await role_images(kube, namespace)
+    assert images["prefill"] == images["decode"] == {(NEWER,)}
+    for name, seen in obs.incarnations.items():
+        # Each pod is replaced once, or twice if it had reached the first new image: never more.
+        reached_first = any(new for _, new in first_wave.incarnations.get(name, []))
+        assert obs.replacements(name) <= (2 if reached_first else 1), (name, seen)
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2, 3]
+
+
+async def test_kill_9_of_the_worker_mid_upgrade_resumes_at_the_same_step(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    async with observing(kube, namespace, NEW) as obs:
+        gen = await change(kube, namespace, set_engine_image(NEW))
+        await until(lambda: sum(obs.counts().values()) >= 2, "pods on the new image")
+        orchestrator.kill_worker()
+        try:
+            await asyncio.sleep(1)
+        finally:
+            orchestrator.start_worker()
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    assert obs.counts() == {"prefill": 4, "decode": 4}
+    assert obs.max_skew <= 0.25
+    assert all(obs.replacements(name) == 1 for name in obs.incarnations), obs.incarnations
+    state = await settled(temporal_env, namespace, gen)
+    upgrades = [op for op in state.recent if op.kind == "upgrade"]
+    assert [op.outcome for op in upgrades] == ["ready"], state.recent  # one operation, resumed
