@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rbg_flows import dev, logs, processes
+from rbg_flows import control, dev, logs, processes
 from rbg_flows.sim import cli as sim_cli
 
 
@@ -16,6 +16,7 @@ def parser() -> argparse.ArgumentParser:
     sim_cli.add_parser(sub)
     processes.add_parsers(sub)
     dev.add_parser(sub)
+    control.add_parsers(sub)
     return p
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +20,7 @@ from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.rollout.observer import RolloutObserver, pod_images
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
+from .conftest import SimCluster
 from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, rbgs, wait_event, wait_rbg, wait_ready
 
 pytestmark = pytest.mark.sim
@@ -312,3 +317,72 @@ async def test_kill_9_of_the_worker_mid_upgrade_resumes_at_the_same_step(
     state = await settled(temporal_env, namespace, gen)
     upgrades = [op for op in state.recent if op.kind == "upgrade"]
     assert [op.outcome for op in upgrades] == ["ready"], state.recent  # one operation, resumed
+
+
+def cli(
+    sim: SimCluster, temporal_address: str, ns: str, *args: str, kubectl: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The controls as a user runs them: `rbg-flows VERB`, or through kubectl's plugin mechanism."""
+    bindir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(sim.direct_kubeconfig),
+        "RBG_TEMPORAL_ADDRESS": temporal_address,
+    }
+    cmd = [str(sim.kubectl), "rbg", *args] if kubectl else [str(bindir / "rbg-flows"), *args]
+    return subprocess.run([*cmd, "-n", ns], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+async def test_cli_and_kubectl_plugin_show_history_diff_status_and_refuse_with_the_reason(
+    sim: SimCluster, kube: KubeClient, orchestrator: Any, temporal_address: str, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    gen = await change(kube, namespace, set_engine_image(NEW))
+    await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+
+    history = cli(sim, temporal_address, namespace, "history", NAME)
+    assert history.returncode == 0, history.stderr
+    rows = [line.split() for line in history.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "2*"]
+    assert "initial" in rows[0] and "changed: prefill, decode" in history.stdout
+    assert (
+        cli(sim, temporal_address, namespace, "rollout", "history", NAME, kubectl=True).stdout
+        == history.stdout
+    )
+
+    diff = cli(sim, temporal_address, namespace, "diff", NAME, "--revision", "1")
+    assert diff.returncode == 0, diff.stderr
+    changed = [
+        line for line in diff.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert changed == [f"-      - image: {OLD}", f"+      - image: {NEW}"], diff.stdout
+
+    status = cli(sim, temporal_address, namespace, "status", NAME, "--once")
+    assert status.returncode == 0, status.stderr
+    assert "phase: Ready" in status.stdout and "prefill" in status.stdout and "4/4" in status.stdout
+
+    refused = cli(sim, temporal_address, namespace, "rollback", NAME, "--to-revision", "9")
+    assert refused.returncode == 1 and "revision 9 not found (known revisions: 1, 2)" in refused.stderr
+    refused = cli(sim, temporal_address, namespace, "rollout", "abort", NAME, kubectl=True)
+    assert refused.returncode == 1 and "no upgrade is in progress" in refused.stderr
+    refused = cli(sim, temporal_address, namespace, "resume", NAME)
+    assert refused.returncode == 1 and "not paused" in refused.stderr
+
+    # `kubectl rbg rollout undo` goes back to the revision before the current one.
+    undo = cli(sim, temporal_address, namespace, "rollout", "undo", NAME, kubectl=True)
+    assert undo.returncode == 0, undo.stderr
+    assert "revision 1" in undo.stdout
+    rbg = await wait_rbg(
+        kube,
+        namespace,
+        NAME,
+        lambda o: (
+            o["metadata"]["generation"] > gen
+            and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+            and (condition(o, "Ready") or {}).get("status") == "True"
+        ),
+        "undone",
+        timeout=120,
+    )
+    assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
