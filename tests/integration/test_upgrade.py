@@ -386,3 +386,30 @@ async def test_cli_and_kubectl_plugin_show_history_diff_status_and_refuse_with_t
         timeout=120,
     )
     assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
+
+
+async def test_a_deployment_role_rolls_through_its_own_strategy_and_nothing_else_moves(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    apps = f"/apis/apps/v1/namespaces/{namespace}"
+    before = {
+        r: (await kube.get(f"{apps}/statefulsets/{NAME}-{r}"))["metadata"]["generation"]
+        for r in ("prefill", "decode")
+    }
+    router = "/spec/roles/2/template/spec/containers/0/image"
+    gen = await change(kube, namespace, [{"op": "replace", "path": router, "value": NEW}])
+    rbg = await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    images = await role_images(kube, namespace)
+    assert images["router"] == {(NEW,)} and images["prefill"] == {(OLD,)}
+    after = {
+        r: (await kube.get(f"{apps}/statefulsets/{NAME}-{r}"))["metadata"]["generation"]
+        for r in ("prefill", "decode")
+    }
+    assert after == before
+    deployment = await kube.get(f"{apps}/deployments/{NAME}-router")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert (
+        rbg["status"]["currentRevision"] == (await group_revisions(kube, namespace))[-1]["metadata"]["name"]
+    )
+    await wait_event(kube, namespace, NAME, "UpgradeSucceeded", contains="revision 2")
