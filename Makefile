@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STATE  ?= .rbg
 
-.PHONY: install sim-build sim dev down test unit lint bench-sim bench-deploy clean
+.PHONY: install sim-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,9 @@ bench-sim: sim-build
 
 bench-deploy: sim-build
 	$(BIN)/python bench/deploy.py
+
+bench-upgrade: sim-build
+	$(BIN)/python bench/upgrade.py
 
 clean:
 	rm -rf $(STATE) bench/results
