@@ -39,7 +39,7 @@ def _role_hashes(revision: JSON) -> dict[str, str]:
 
 def change_summary(before: JSON | None, after: JSON) -> str:
     if before is None:
-        return "initial"
+        return "initial" if int(after.get("revision", 0)) == 1 else "oldest kept"
     old, new = _role_hashes(before), _role_hashes(after)
     parts = []
     changed = [r for r in new if r in old and old[r] != new[r]]

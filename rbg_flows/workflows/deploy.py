@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
@@ -48,6 +48,8 @@ class DeployWorkflow(Operation):
         try:
             return await self._deploy(inp, report)
         except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise  # superseded by a newer spec: not a failure
             return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
 
     async def _deploy(self, inp: DeployInput, report: ValidationReport) -> DeployResult:

@@ -464,7 +464,7 @@ class RoleBasedGroupWorkflow:
             EventRecord(
                 key=s.key,
                 uid=s.uid,
-                reason="RollbackStarted" if req.mode == "rollback" else "AbortRequested",
+                reason="RollbackRequested" if req.mode == "rollback" else "AbortRequested",
                 message=req.message,
             ),
         )

@@ -19,7 +19,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
@@ -80,6 +80,8 @@ class UpgradeWorkflow(Operation):
         try:
             return await self._upgrade(inp, report)
         except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise  # superseded, aborted or rolled back: the entity says so, this is no failure
             return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
 
     def _plans(self, inp: UpgradeInput, report: ValidationReport) -> dict[str, RolePlan]:

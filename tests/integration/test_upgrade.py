@@ -244,6 +244,7 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
     # Revision 1's spec is the newest again, renumbered as Deployments and StatefulSets do.
     assert [r["revision"] for r in revisions] == [2, 3]
     assert rbg["status"]["currentRevision"] == revisions[1]["metadata"]["name"]
+    await wait_event(kube, namespace, NAME, "RollbackRequested", contains="revision 1")
     await wait_event(kube, namespace, NAME, "RollbackSucceeded")
 
 
@@ -277,6 +278,10 @@ async def test_abort_mid_upgrade_restores_the_previous_revision(
     assert images["prefill"] == images["decode"] == {(OLD,)}
     assert rbg["status"]["currentRevision"] == first["status"]["currentRevision"]
     await wait_event(kube, namespace, NAME, "AbortRequested")
+    await wait_event(kube, namespace, NAME, "AbortSucceeded")
+    # The upgrade that was cut short is not reported as a failure.
+    events = (await kube.get(f"/api/v1/namespaces/{namespace}/events"))["items"]
+    assert not [e["reason"] for e in events if e["reason"].endswith("Failed")]
 
 
 async def test_back_to_back_changes_end_on_the_newest_without_extra_churn(

@@ -29,6 +29,7 @@ R4 = revision(4, {"prefill": "e:2", "router": "r:1"}, rolloutOrder=["router"])
 
 def test_change_summary_names_changed_added_and_removed_roles() -> None:
     assert change_summary(None, R1) == "initial"
+    assert change_summary(None, R2) == "oldest kept"
     assert change_summary(R1, R2) == "changed: prefill, decode"
     assert change_summary(R2, R3) == "added: router"
     assert change_summary(R3, R4) == "removed: decode"
