@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.kube.wait import is_ready
 from rbg_flows.rollout.observer import RolloutObserver, pod_images
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
@@ -418,3 +419,64 @@ async def test_a_deployment_role_rolls_through_its_own_strategy_and_nothing_else
         rbg["status"]["currentRevision"] == (await group_revisions(kube, namespace))[-1]["metadata"]["name"]
     )
     await wait_event(kube, namespace, NAME, "UpgradeSucceeded", contains="revision 2")
+
+
+async def test_a_leaderworkerset_role_rolls_through_its_rollout_fields(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await create_rbg(kube, namespace, example("pd-disaggregation-lws.yaml"))
+    await wait_ready(kube, namespace, "pd-lws", generation=1, timeout=120)
+    path = "/spec/roles/0/template/spec/containers/0/image"
+    obj = await kube.patch(
+        f"{rbgs(namespace)}/pd-lws", [{"op": "replace", "path": path, "value": NEW}], content_type=JSON_PATCH
+    )
+    await wait_ready(kube, namespace, "pd-lws", generation=obj["metadata"]["generation"], timeout=120)
+    pods = (
+        await kube.get(
+            f"/api/v1/namespaces/{namespace}/pods",
+            labelSelector="leaderworkerset.sigs.k8s.io/name=pd-lws-prefill",
+        )
+    )["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(live) == 2 and all(pod_images(p) == (NEW,) and is_ready(p) for p in live)
+    decode = await kube.get(
+        f"/apis/leaderworkerset.x-k8s.io/v1/namespaces/{namespace}/leaderworkersets/pd-lws-decode"
+    )
+    assert decode["metadata"]["generation"] == 1  # its template did not change
+    await wait_event(kube, namespace, "pd-lws", "UpgradeSucceeded")
+
+
+async def test_maxsurge_adds_pods_while_a_statefulset_role_rolls_and_reclaims_them(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    body = example("coordinated-upgrade.yaml")
+    for role in body["spec"]["roles"][:2]:
+        role["rolloutStrategy"] = {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    peak: dict[str, int] = {}
+    alive: dict[str, set[str]] = {}
+
+    class Counter(RolloutObserver):
+        def on_event(self, event_type: str, pod: dict[str, Any]) -> None:
+            super().on_event(event_type, pod)
+            role = pod["metadata"]["labels"].get("rolebasedgroup.workloads.x-k8s.io/role", "")
+            names = alive.setdefault(role, set())
+            if event_type == "DELETED":
+                names.discard(pod["metadata"]["name"])
+            else:
+                names.add(pod["metadata"]["name"])
+            peak[role] = max(peak.get(role, 0), len(names))
+
+    counter = Counter(
+        {"prefill": 4, "decode": 4}, lambda p: NEW in pod_images(p), pairs=[("prefill", "decode")]
+    )
+    async with watching(kube, namespace, counter):
+        gen = await change(kube, namespace, set_engine_image(NEW))
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+        await until(lambda: len(alive["prefill"]) == len(alive["decode"]) == 4, "surge pods reclaimed")
+    assert peak["prefill"] == peak["decode"] == 5  # one surge pod each, never more
+    assert counter.counts() == {"prefill": 4, "decode": 4}
+    assert counter.max_skew <= 0.25
+    sts = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{NAME}-prefill")
+    assert sts["spec"]["replicas"] == 4 and sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
