@@ -32,16 +32,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench._common import summary, write_result
 from bench.deploy import RBG_API, new_namespace
-from rbg_flows.api import parse_rbg
+from rbg_flows.activities.cache import PODS, WorkloadCache
+from rbg_flows.activities.rollout import STS, observed, pods_on_target
+from rbg_flows.api import RoleBasedGroup, parse_rbg
 from rbg_flows.install import install_crds
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.manifests.workloads import build_workload
 from rbg_flows.rollout.observer import RolloutObserver, pod_images
-from rbg_flows.rollout.planner import minimum_steps, state_from_spec
+from rbg_flows.rollout.planner import minimum_steps, plan_all, state_from_spec
 from rbg_flows.sim.build import ensure_binaries
 from rbg_flows.sim.launch import launch_sim
 from rbg_flows.temporal import run_with_runtime
 from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES, RoleBasedGroupWorkflow
+from rbg_flows.workflows.types import FIELD_MANAGER
 from tests.integration.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +68,59 @@ def floor_steps(body: dict[str, Any], updated: dict[str, int] | None = None) -> 
     rbg, errors = parse_rbg(body)
     assert rbg is not None and not errors, errors
     return minimum_steps(state_from_spec(rbg.spec, updated or {}, roles=["prefill", "decode"]))
+
+
+async def direct_steps(kube: KubeClient, args: argparse.Namespace) -> tuple[float, int]:
+    """The baseline: the planner's steps applied straight to the two StatefulSets (partition, then wait
+    for the moved pods to be Ready), no orchestrator involved. Same cluster, same run."""
+    ns = await new_namespace(kube, "floor-up")  # no watcher acts on it
+    body = group(args.replicas, args.max_unavailable)
+    owner = await kube.create(f"{RBG_API}/namespaces/{ns}/rolebasedgroups", body)  # for ownerReferences
+    rbg = RoleBasedGroup.model_validate(owner)
+    roles = [rbg.spec.role(r) for r in ("prefill", "decode")]
+    cache = WorkloadCache(kube)
+    await cache.ensure(STS)
+    await cache.ensure(PODS)
+
+    async def apply(spec: RoleBasedGroup, partition: int) -> dict[str, int]:
+        generations = {}
+        for role in roles:
+            w = build_workload(spec, spec.spec.role(role.name), partition=partition)
+            applied = await kube.apply(STS.path(ns, w["metadata"]["name"]), w, FIELD_MANAGER)
+            generations[w["metadata"]["name"]] = applied["metadata"]["generation"]
+        return generations
+
+    async def ready(generations: dict[str, int], want: int) -> None:
+        for name, generation in generations.items():
+            with cache.subscribe(STS, ns, name) as a, cache.subscribe(PODS, ns, name) as b:
+                while True:
+                    sts = cache.get(STS, ns, name)
+                    if sts is not None and observed(sts, generation):
+                        _, n = pods_on_target(sts, cache.pods(ns, name), args.replicas)
+                        if n >= want:
+                            break
+                    a.clear()
+                    b.clear()
+                    waits = [asyncio.ensure_future(e.wait()) for e in (a, b)]
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    for w in waits:
+                        w.cancel()
+
+    try:
+        await ready(await apply(rbg, 0), args.replicas)
+        new = copy.deepcopy(owner)
+        new["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] = IMAGES[1]
+        target = RoleBasedGroup.model_validate(new)
+        steps = plan_all(state_from_spec(target.spec, {}, roles=["prefill", "decode"]))
+        t0 = time.monotonic()
+        await ready(await apply(target, args.replicas), 0)  # hold, as the orchestrator does
+        for step in steps:
+            after = min(step.after.values())
+            await ready(await apply(target, args.replicas - after), after)
+        return time.monotonic() - t0, len(steps)
+    finally:
+        await cache.close()
+        await kube.delete(f"/api/v1/namespaces/{ns}")
 
 
 class Watch:
@@ -227,15 +284,18 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
             floor = steps * args.ready_delay
             runs = []
             for i in range(args.runs):
-                runs.append(await one_run(kube, env.client, args))
+                direct_s, direct_steps_n = await direct_steps(kube, args)
+                runs.append({**await one_run(kube, env.client, args), "direct_seconds": direct_s})
                 r = runs[-1]
                 print(
-                    f"  run {i + 1}: upgrade {r['upgrade_seconds']:.2f}s (skew {r['upgrade_max_skew']:.3f}), "
+                    f"  run {i + 1}: direct steps {direct_s:.2f}s ({direct_steps_n} steps), "
+                    f"upgrade {r['upgrade_seconds']:.2f}s (skew {r['upgrade_max_skew']:.3f}), "
                     f"rollback {r['rollback_seconds']:.2f}s from {r['rollback_from']} "
                     f"({r['rollback_floor_steps']} steps)",
                     flush=True,
                 )
             up = summary([r["upgrade_seconds"] for r in runs])
+            direct = summary([r["direct_seconds"] for r in runs])
             back = summary([r["rollback_seconds"] for r in runs])
             back_ratio = [
                 r["rollback_seconds"] / (r["rollback_floor_steps"] * args.ready_delay) for r in runs
@@ -248,6 +308,8 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
                 "floor_seconds": floor,
                 "upgrade": up,
                 "upgrade_ratio": up["median"] / floor,
+                "direct": direct,
+                "upgrade_ratio_to_direct": up["median"] / direct["median"],
                 "worst_skew": max(r["upgrade_max_skew"] for r in runs),
                 "max_replacements_per_pod": max(r["upgrade_replacements"] for r in runs),
                 "rollback": back,
@@ -260,8 +322,13 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
             )
             print(f"  floor: {steps} steps x {args.ready_delay}s = {floor:.2f}s")
             print(
+                f"  baseline: the same steps applied directly to the StatefulSets: median "
+                f"{direct['median']:.2f}s (the cluster's own cost of replacing pods, same run)"
+            )
+            print(
                 f"  upgrade: median {up['median']:.2f}s, "
-                f"ratio {result['upgrade_ratio']:.2f} (target <= 1.2); "
+                f"ratio {result['upgrade_ratio']:.2f} (target <= 1.2), "
+                f"{result['upgrade_ratio_to_direct']:.2f} to the direct baseline; "
                 f"worst skew seen {result['worst_skew']:.3f} (limit 0.25); "
                 f"replacements per pod <= {result['max_replacements_per_pod']}"
             )
