@@ -86,6 +86,7 @@ def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -
             activities.wait_role,
             activities.report,
             rollout.set_partition,
+            rollout.step_role,
             rollout.wait_step,
             rollout.rewrite_spec,
         ],

@@ -3,6 +3,7 @@ Temporal UI shows, refusing an invalid spec, and applying one role and waiting f
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -48,6 +49,9 @@ class Operation:
     def __init__(self) -> None:
         self._progress: dict[str, RoleProgress] = {}
         self._stage = "validating"
+        # A status write reads, changes and applies the whole status: two at once (parallel roles both
+        # past their deadline, a pause during the start report) would lose one's conditions.
+        self._reporting = asyncio.Lock()
 
     def _details(self) -> None:
         rows = ["| role | ready | updated | state |", "|---|---|---|---|"]
@@ -87,6 +91,11 @@ class Operation:
             if event
             else None,
         )
+        async with self._reporting:
+            await self._report_now(inp, update)
+
+    async def _report_now(self, inp: OperationInput, update: StatusUpdate) -> None:
+        phase, reason = update.phase, update.event.reason if update.event else ""
         await workflow.execute_activity_method(
             GroupActivities.report,
             update,
@@ -94,7 +103,9 @@ class Operation:
             heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
             retry_policy=RETRY,
             summary=" + ".join(
-                x for x in (f"status {phase}" if phase else "status", f"event {reason}" if event else "") if x
+                x
+                for x in (f"status {phase}" if phase else "status", f"event {reason}" if reason else "")
+                if x
             ),
         )
 

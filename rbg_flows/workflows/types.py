@@ -204,6 +204,15 @@ class PartitionRequest(BaseModel):
     partition: int | None = None  # None: hold (keep every pod where it is), else this partition
 
 
+class StepRequest(PartitionRequest):
+    """Set the partition and wait for the step in one activity."""
+
+    want: int
+    min_report_seconds: float = 2.0
+    heartbeat_every_seconds: float = 3.0
+    deadline_seconds: float | None = None
+
+
 class StepWait(BaseModel):
     key: RbgKey
     uid: str

@@ -37,11 +37,15 @@ with workflow.unsafe.imports_passed_through():
         RolePlan,
         RoleProgress,
         RoleRollState,
+        StepRequest,
         StepWait,
         UpgradeInput,
         ValidationReport,
     )
 
+# workflow.patched id: recorded histories set the partition and waited in two activities per step, and
+# waited/settled even when there was nothing to wait for or to settle.
+LEAN_STEPS = "lean-steps"
 # mode -> (verb in messages, event reason prefix)
 _MODES = {
     "upgrade": ("upgrade", "Upgrade"),
@@ -58,6 +62,7 @@ class UpgradeWorkflow(Operation):
         self.paused = inp.paused
         self.steps = 0
         self._holding = False
+        self._lean = False
 
     @workflow.query
     def progress(self) -> dict[str, RoleProgress]:
@@ -73,6 +78,7 @@ class UpgradeWorkflow(Operation):
 
     @workflow.run
     async def run(self, inp: UpgradeInput) -> DeployResult:
+        self._lean = workflow.patched(LEAN_STEPS)
         report = await self._prepare(inp)
         if report.problems:
             return await self._refuse(inp, report, deployed_before=True)
@@ -114,7 +120,7 @@ class UpgradeWorkflow(Operation):
         order = " then ".join("+".join("/".join(u) for u in stage) for stage in stages) or "no role"
         self._stage = f"{verb} to revision {revision.revision}: {order}"
         self._details()
-        await self._report(
+        start = self._report(
             inp,
             [
                 ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
@@ -139,6 +145,10 @@ class UpgradeWorkflow(Operation):
             phase="Upgrading",
             revisions=(inp.current_revision or revision.previous or revision.name, revision.name),
         )
+        # The start report and the first moves are independent: with the lean shape they overlap.
+        started = asyncio.ensure_future(start) if self._lean else None
+        if started is None:
+            await start
         generations: dict[str, int] = {}
         for level in report.levels:
             added = [r for r in level if r in inp.added]
@@ -149,6 +159,8 @@ class UpgradeWorkflow(Operation):
                 generations.update(result)
         self._stage = f"revision {revision.revision} rolled out in {self.steps} steps"
         self._details()
+        if started is not None:
+            await started
         done = (f"{event}Succeeded", f"revision {revision.revision}: all roles updated and ready", False)
         if inp.final:
             await self._report(
@@ -187,9 +199,7 @@ class UpgradeWorkflow(Operation):
         # finish (a resumed upgrade continues from there).
         held = await asyncio.gather(*(self._set_partition(inp, plans[r], None) for r in stepped))
         states: dict[str, RoleRollState] = {}
-        for st in await asyncio.gather(
-            *(self._wait(inp, st, updated_at(st.on_target, st.partition)) for st in held)
-        ):
+        for st in await asyncio.gather(*(self._finish_moved(inp, st, held=True) for st in held)):
             states[st.role] = st
         native_done = {r: False for r in native}
         generations: dict[str, int] = {}
@@ -233,18 +243,42 @@ class UpgradeWorkflow(Operation):
                 native_done[m.name] = True
                 generations[workload] = generation
         # Back to the user's partition and the role's own replica count (surge pods reclaimed).
+        unsettled = [r for r in stepped if not (self._lean and self._settled(states[r]))]
         for st in await asyncio.gather(
-            *(self._set_partition(inp, plans[r], states[r].floor) for r in stepped)
+            *(self._set_partition(inp, plans[r], states[r].floor) for r in unsettled)
         ):
-            st = await self._wait(inp, st, updated_at(st.on_target, st.partition))
-            generations[st.workload] = st.generation
+            states[st.role] = await self._finish_moved(inp, st)
+        generations.update({st.workload: st.generation for st in states.values()})
         return generations
 
     async def _step_stateful(
         self, inp: UpgradeInput, plan: RolePlan, st: RoleRollState, want: int, what: str
     ) -> RoleRollState:
         partition = partition_for(st.on_target, want, st.floor)
-        moved = await self._set_partition(inp, plan, partition, f"step {self.steps} ({what})")
+        if not self._lean:
+            moved = await self._set_partition(inp, plan, partition, f"step {self.steps} ({what})")
+            return await self._wait(inp, moved, want)
+        t = inp.timeouts
+        moved = await workflow.execute_activity_method(
+            RolloutActivities.step_role,
+            StepRequest(
+                key=inp.key,
+                event=inp.event,
+                role=plan.role,
+                replicas=plan.replicas,
+                partition=partition,
+                want=want,
+                heartbeat_every_seconds=t.heartbeat_every_seconds,
+                deadline_seconds=t.ready_deadline_seconds,
+            ),
+            start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
+            retry_policy=RETRY,
+            summary=f"step {self.steps} ({what}): {plan.role} partition {partition}, wait {want} ready",
+        )
+        if moved.done:
+            self._show(moved)
+            return moved
         return await self._wait(inp, moved, want)
 
     async def _set_partition(
@@ -263,6 +297,33 @@ class UpgradeWorkflow(Operation):
             summary=f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
         )
 
+    @staticmethod
+    def _settled(st: RoleRollState) -> bool:
+        """At the user's partition with no surge pod: the last step already left the role as it stays."""
+        return st.partition == st.floor and st.total == st.replicas
+
+    async def _finish_moved(
+        self, inp: UpgradeInput, st: RoleRollState, *, held: bool = False
+    ) -> RoleRollState:
+        """Wait for the pods the partition lets move (those of an earlier run, or surge being reclaimed).
+        Right after a hold with no surge the state just read may already say so: no wait then."""
+        want = updated_at(st.on_target, st.partition)
+        if self._lean and held and st.total == st.replicas and st.ready_on_target >= want:
+            self._show(st)
+            return st
+        return await self._wait(inp, st, want)
+
+    def _show(self, st: RoleRollState) -> None:
+        """The role's row of the live progress table (the Temporal UI's current details)."""
+        self._progress[st.role] = RoleProgress(
+            role=st.role,
+            replicas=st.replicas,
+            ready=st.ready_on_target,
+            updated=st.updated,
+            done=st.ready_on_target >= st.replicas - st.floor,
+        )
+        self._details()
+
     async def _wait(self, inp: UpgradeInput, st: RoleRollState, want: int) -> RoleRollState:
         t = inp.timeouts
         deadline = workflow.now().timestamp() + t.ready_deadline_seconds
@@ -270,14 +331,7 @@ class UpgradeWorkflow(Operation):
         current = st
         known = st.ready_on_target
         while True:
-            self._progress[st.role] = RoleProgress(
-                role=st.role,
-                replicas=st.replicas,
-                ready=current.ready_on_target,
-                updated=current.updated,
-                done=current.ready_on_target >= st.replicas - st.floor,
-            )
-            self._details()
+            self._show(current)
             remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
             current = await workflow.execute_activity_method(
                 RolloutActivities.wait_step,
@@ -296,14 +350,7 @@ class UpgradeWorkflow(Operation):
                 summary=f"wait {st.role} updated+ready {current.ready_on_target}/{want}",
             )
             if current.done:
-                self._progress[st.role] = RoleProgress(
-                    role=st.role,
-                    replicas=st.replicas,
-                    ready=current.ready_on_target,
-                    updated=current.updated,
-                    done=current.ready_on_target >= st.replicas - st.floor,
-                )
-                self._details()
+                self._show(current)
                 return current
             known = current.ready_on_target
             if current.timed_out and not reported_deadline:
