@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rbg_flows.activities.cache import WorkloadCache
+from rbg_flows.activities.cache import PODS, WorkloadCache
+from rbg_flows.activities.unblock import Unblocker
 from rbg_flows.activities.workloads import CONFIGMAP, KINDS, LWS_API, SERVICE, Readiness, readiness
 from rbg_flows.api import (
     LEADERWORKERSET,
@@ -225,9 +226,13 @@ class GroupActivities:
         # A counter that flaps (LWS recomputes its status in several places) must not turn into one activity
         # per flap in the history: intermediate progress is reported at most every min_report_seconds.
         report_after = started + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
+        unblock = Unblocker(self.kube) if kind.key == STATEFULSET else None
+        if unblock is not None:
+            await self.cache.ensure(PODS)
         with self.cache.subscribe(kind, ns, name) as changed:
             while True:
-                r = readiness(kind.key, self.cache.get(kind, ns, name), req.plan.replicas, req.min_generation)
+                workload = self.cache.get(kind, ns, name)
+                r = readiness(kind.key, workload, req.plan.replicas, req.min_generation)
                 if r.done and req.plan.kind == LEADERWORKERSET:
                     r = await self._lws_pods_ready(req, r)
                 progress = RoleProgress(
@@ -238,6 +243,8 @@ class GroupActivities:
                     return progress
                 if deadline is not None and self.clock() >= deadline:
                     return progress.model_copy(update={"timed_out": True})
+                if unblock is not None and workload is not None:
+                    await unblock(workload, self.cache.pods(ns, name))
                 changed.clear()
                 wait = req.heartbeat_every_seconds
                 if progress.ready != req.known_ready:

@@ -18,12 +18,13 @@ from temporalio.exceptions import ApplicationError
 
 from rbg_flows.activities.cache import PODS, WorkloadCache
 from rbg_flows.activities.group import kube_call, model_of, rbg_path
+from rbg_flows.activities.unblock import STS_REVISION_LABEL, Unblocker, ordinal_of
 from rbg_flows.activities.workloads import KINDS
 from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.hashing import role_revision_hash
-from rbg_flows.manifests.labels import POD_INDEX_LABEL, role_revision_label
+from rbg_flows.manifests.labels import role_revision_label
 from rbg_flows.manifests.workloads import build_workload
 from rbg_flows.workflows.types import (
     FIELD_MANAGER,
@@ -38,7 +39,6 @@ from rbg_flows.workflows.types import (
 
 JSON = dict[str, Any]
 STS = KINDS[STATEFULSET]
-STS_REVISION_LABEL = "controller-revision-hash"
 
 
 def rolled_role(rbg: RoleBasedGroup, name: str, replicas: int) -> RoleSpec:
@@ -87,17 +87,6 @@ def hold_partition(
     if labels.get(role_label) == desired_hash or mid_rollout(current):
         return max(floor, min(partition, replicas))
     return replicas
-
-
-def ordinal_of(pod: JSON) -> int | None:
-    labels = pod["metadata"].get("labels") or {}
-    index = labels.get(POD_INDEX_LABEL)
-    if index is None:
-        index = pod["metadata"]["name"].rsplit("-", 1)[-1]
-    try:
-        return int(index)
-    except ValueError:
-        return None
 
 
 def pods_on_target(sts: JSON, pods: list[JSON], replicas: int) -> tuple[list[bool], int]:
@@ -219,6 +208,7 @@ class RolloutActivities:
         report_after: float,
     ) -> RoleRollState:
         loop = asyncio.get_running_loop()
+        unblock = Unblocker(self.kube)
         with (
             self.cache.subscribe(STS, ns, state.workload) as sts_changed,
             self.cache.subscribe(PODS, ns, state.workload) as pods_changed,
@@ -243,6 +233,8 @@ class RolloutActivities:
                 now = loop.time()
                 if done:
                     return current.model_copy(update={"done": True, "timed_out": False})
+                if sts is not None and want >= 0:
+                    await unblock(sts, self.cache.pods(ns, state.workload))
                 if seen and want >= 0 and current.ready_on_target != known_ready and now >= report_after:
                     return current.model_copy(update={"done": False, "timed_out": False})
                 if deadline is not None and now >= deadline:

@@ -211,3 +211,26 @@ def test_observer_samples_skew_at_every_event_and_counts_replacements() -> None:
     assert obs.replacements("a-1") == 1 and obs.replacements("a-0") == 0
     obs.on_event("ADDED", watched("other", "o", "router", "v2"))  # not an observed role
     assert obs.counts() == {"a": 1, "b": 1}
+
+
+def test_blocking_pods_are_unready_old_pods_the_statefulset_will_replace_anyway() -> None:
+    from rbg_flows.activities.unblock import blocking_pods
+
+    def sts_obj(partition: int, observed: int = 2) -> dict[str, Any]:
+        return {
+            "metadata": {"generation": 2},
+            "spec": {"replicas": 4, "updateStrategy": {"rollingUpdate": {"partition": partition}}},
+            "status": {"observedGeneration": observed, "currentRevision": "r1", "updateRevision": "r2"},
+        }
+
+    pods = [
+        pod(0, "r1", ready=False),  # below the partition: kept where it is
+        pod(1, "r1", ready=False),  # old and unready: blocks the rollout
+        pod(2, "r1"),  # old but Ready: the StatefulSet replaces it in its own time
+        pod(3, "r2", ready=False),  # already new: starting, not ours to touch
+        pod(4, "r1", ready=False),  # beyond the replicas (surge or scale-down)
+        pod(5, "r1", ready=False, deleting=True),
+    ]
+    assert [p["metadata"]["name"] for p in blocking_pods(sts_obj(1), pods)] == ["g-r-1"]
+    assert blocking_pods(sts_obj(4), pods) == []  # held: nothing moves
+    assert blocking_pods(sts_obj(0, observed=1), pods) == []  # the controller has not seen the spec yet
