@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,27 +21,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
-from temporalio.testing import WorkflowEnvironment
 
-from bench._common import summary, write_result
+from bench._common import orchestrated, run_bench, summary
 from rbg_flows.activities.cache import WorkloadCache
 from rbg_flows.activities.workloads import CONFIGMAP, KINDS, SERVICE, readiness
 from rbg_flows.api import STATEFULSET, RoleBasedGroup, dependency_levels
-from rbg_flows.install import install_crds
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import WaitTimeout, wait_for
 from rbg_flows.manifests.discovery import discovery_configmap
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.workloads import build_workload
-from rbg_flows.sim.build import ensure_binaries
-from rbg_flows.sim.launch import launch_sim
-from rbg_flows.temporal import run_with_runtime
-from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES
 from rbg_flows.workflows.types import FIELD_MANAGER
-from tests.integration.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parents[1]
 RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
@@ -267,86 +256,62 @@ async def throughput(kube: KubeClient, groups: int, rate: float) -> dict[str, An
 
 
 async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> dict[str, Any]:
-    proc, kubeconfig = launch_sim(
-        # 64 nodes x 8 GPUs: room for every group of the run (each PD group asks 2-4 GPUs).
-        base / "sim",
-        "--no-lws",
-        "--nodes=64",
-        f"--ready-delay={args.ready_delay}",
-        log_level="warning",
-    )
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
-    orch = None
-    try:
-        async with await KubeClient.from_kubeconfig(kubeconfig) as kube:
-            await install_crds(kube)
-            address = str(env.client.service_client.config.target_host)
-            orch = Orchestrator(address, kubeconfig, "bench", base, ["bench-*"]).start()
-            ns = await new_namespace(kube, "bench-ovh")
-            await measured_once(kube, ns, "warmup", args.replicas)  # first workflow pays imports/caches
-            floors, measured = [], []
-            for i in range(args.runs):
-                floors.append(await floor_once(kube, args.replicas))
-                measured.append(await measured_once(kube, ns, f"pd{i}", args.replicas))
-                print(f"  run {i + 1}: floor {floors[-1]:.3f}s  rbg_flows {measured[-1]:.3f}s", flush=True)
-            f, m = summary(floors), summary(measured)
-            result: dict[str, Any] = {
-                "ready_delay": args.ready_delay,
-                "replicas": args.replicas,
-                "floor": f,
-                "measured": m,
-                "overhead_ratio": m["median"] / f["median"],
-                "overhead_ms": (m["median"] - f["median"]) * 1000,
-            }
+    # 64 nodes x 8 GPUs: room for every group of the run (each PD group asks 2-4 GPUs).
+    sim_args = ("--no-lws", "--nodes=64", f"--ready-delay={args.ready_delay}")
+    async with orchestrated(base, runtime, *sim_args) as (kube, _):
+        ns = await new_namespace(kube, "bench-ovh")
+        await measured_once(kube, ns, "warmup", args.replicas)  # first workflow pays imports/caches
+        floors, measured = [], []
+        for i in range(args.runs):
+            floors.append(await floor_once(kube, args.replicas))
+            measured.append(await measured_once(kube, ns, f"pd{i}", args.replicas))
+            print(f"  run {i + 1}: floor {floors[-1]:.3f}s  rbg_flows {measured[-1]:.3f}s", flush=True)
+        f, m = summary(floors), summary(measured)
+        result: dict[str, Any] = {
+            "ready_delay": args.ready_delay,
+            "replicas": args.replicas,
+            "floor": f,
+            "measured": m,
+            "overhead_ratio": m["median"] / f["median"],
+            "overhead_ms": (m["median"] - f["median"]) * 1000,
+        }
+        print(
+            f"3-role group (router -> prefill x{args.replicas}, decode x{args.replicas}), "
+            f"pods Ready after {args.ready_delay}s:"
+        )
+        print(f"  floor (direct apply in dependency order): median {f['median']:.3f}s")
+        print(f"  rbg_flows (create RBG -> Ready=True):     median {m['median']:.3f}s")
+        print(
+            f"  overhead ratio {result['overhead_ratio']:.3f} (target <= 1.2), "
+            f"absolute {result['overhead_ms']:.0f} ms (target <= 150 ms)"
+        )
+        if args.groups:
+            ftp = await floor_throughput(kube, args.groups, args.rate)
+            fc = ftp["create_to_ready"]
+            result["throughput_floor"] = ftp
             print(
-                f"3-role group (router -> prefill x{args.replicas}, decode x{args.replicas}), "
-                f"pods Ready after {args.ready_delay}s:"
+                f"{args.groups} groups x 3 roles at {args.rate}/s, floor (direct apply): "
+                f"p50 {fc['median']:.2f}s p99 {fc['p99']:.2f}s"
             )
-            print(f"  floor (direct apply in dependency order): median {f['median']:.3f}s")
-            print(f"  rbg_flows (create RBG -> Ready=True):     median {m['median']:.3f}s")
+            tp = await throughput(kube, args.groups, args.rate)
+            result["throughput"] = tp
+            c = tp["create_to_ready"]
             print(
-                f"  overhead ratio {result['overhead_ratio']:.3f} (target <= 1.2), "
-                f"absolute {result['overhead_ms']:.0f} ms (target <= 150 ms)"
+                f"{args.groups} groups x 3 roles at {args.rate}/s: create->Ready p50 {c['median']:.2f}s "
+                f"p99 {c['p99']:.2f}s (targets {args.ready_delay + 0.5:.1f}s / "
+                f"{args.ready_delay + 1.5:.1f}s); "
+                f"left behind after delete: {tp['left_behind']}"
             )
-            if args.groups:
-                ftp = await floor_throughput(kube, args.groups, args.rate)
-                fc = ftp["create_to_ready"]
-                result["throughput_floor"] = ftp
-                print(
-                    f"{args.groups} groups x 3 roles at {args.rate}/s, floor (direct apply): "
-                    f"p50 {fc['median']:.2f}s p99 {fc['p99']:.2f}s"
+            print(
+                f"  ratio to the floor: p50 {c['median'] / fc['median']:.2f}, p99 {c['p99'] / fc['p99']:.2f}"
+            )
+            print(
+                f"  CPU seconds over the {tp['seconds']:.1f}s run: "
+                + ", ".join(
+                    f"{k} {v:.1f}" for k, v in sorted(tp["cpu_seconds"].items(), key=lambda kv: -kv[1])
                 )
-                tp = await throughput(kube, args.groups, args.rate)
-                result["throughput"] = tp
-                c = tp["create_to_ready"]
-                print(
-                    f"{args.groups} groups x 3 roles at {args.rate}/s: create->Ready p50 {c['median']:.2f}s "
-                    f"p99 {c['p99']:.2f}s (targets {args.ready_delay + 0.5:.1f}s / "
-                    f"{args.ready_delay + 1.5:.1f}s); "
-                    f"left behind after delete: {tp['left_behind']}"
-                )
-                print(
-                    f"  ratio to the floor: p50 {c['median'] / fc['median']:.2f}, "
-                    f"p99 {c['p99'] / fc['p99']:.2f}"
-                )
-                print(
-                    f"  CPU seconds over the {tp['seconds']:.1f}s run: "
-                    + ", ".join(
-                        f"{k} {v:.1f}" for k, v in sorted(tp["cpu_seconds"].items(), key=lambda kv: -kv[1])
-                    )
-                )
-            return result
-    finally:
-        if orch:
-            orch.stop()
-        await env.shutdown()
-        proc.stop()
+            )
+        return result
 
 
 def main() -> None:
@@ -357,10 +322,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--ready-delay", type=float, default=1.0)
     args = ap.parse_args()
-    ensure_binaries(with_lws=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_with_runtime(lambda runtime: main_async(args, Path(tmp), runtime))
-    print(f"written {write_result('deploy', copy.deepcopy(result))}")
+    run_bench("deploy", main_async, args)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,27 +24,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
-from temporalio.testing import WorkflowEnvironment
 
-from bench._common import summary, write_result
+from bench._common import orchestrated, run_bench, summary
 from bench.deploy import RBG_API, new_namespace
 from rbg_flows.activities.cache import PODS, WorkloadCache
 from rbg_flows.activities.rollout import STS, observed, pods_on_target
 from rbg_flows.api import RoleBasedGroup, parse_rbg
-from rbg_flows.install import install_crds
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.workloads import build_workload
-from rbg_flows.rollout.observer import RolloutObserver, pod_images
+from rbg_flows.rollout.observer import ROLE_LABEL, RolloutObserver, pod_images
 from rbg_flows.rollout.planner import minimum_steps, plan_all, state_from_spec
-from rbg_flows.sim.build import ensure_binaries
-from rbg_flows.sim.launch import launch_sim
-from rbg_flows.temporal import run_with_runtime
-from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES, RoleBasedGroupWorkflow
+from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 from rbg_flows.workflows.types import FIELD_MANAGER
-from tests.integration.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("lmsysorg/sglang:v0.5.4", "lmsysorg/sglang:v0.5.5", "lmsysorg/sglang:v0.5.6")
@@ -242,10 +234,16 @@ async def one_run(kube: KubeClient, client: Any, args: argparse.Namespace) -> di
             content_type="application/json-patch+json",
         )
         await watch.until(lambda: sum(forward.counts().values()) >= total // 2)
-        moved = forward.counts()
         handle = client.get_workflow_handle(f"rbg.{ns}.{NAME}")
         state = await handle.query(RoleBasedGroupWorkflow.get_state)
         assert state.current_revision is not None
+        # Serving pods on the abandoned image must step back; those still starting are replaced at once
+        # (they serve nothing), so the reverse path's floor counts the Ready ones.
+        moved = {role: 0 for role in ("prefill", "decode")}
+        for p in watch.pods.values():
+            role = p["metadata"]["labels"].get(ROLE_LABEL)
+            if role in moved and IMAGES[2] in pod_images(p) and is_ready(p):
+                moved[role] += 1
         t1 = time.monotonic()
         await handle.execute_update(RoleBasedGroupWorkflow.rollback, state.current_revision.revision)
         answered = time.monotonic() - t1
@@ -273,85 +271,66 @@ async def one_run(kube: KubeClient, client: Any, args: argparse.Namespace) -> di
 
 
 async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> dict[str, Any]:
-    proc, kubeconfig = launch_sim(
-        base / "sim", "--no-lws", "--nodes=16", f"--ready-delay={args.ready_delay}", log_level="warning"
-    )
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
-    orch = None
-    try:
-        async with await KubeClient.from_kubeconfig(kubeconfig) as kube:
-            await install_crds(kube)
-            address = str(env.client.service_client.config.target_host)
-            orch = Orchestrator(address, kubeconfig, "bench", base, ["bench-*"]).start()
-            steps = floor_steps(group(args.replicas, args.max_unavailable))
-            floor = steps * args.ready_delay
-            runs = []
-            for i in range(args.runs):
-                direct_s, direct_steps_n = await direct_steps(kube, args)
-                runs.append({**await one_run(kube, env.client, args), "direct_seconds": direct_s})
-                r = runs[-1]
-                print(
-                    f"  run {i + 1}: direct steps {direct_s:.2f}s ({direct_steps_n} steps), "
-                    f"upgrade {r['upgrade_seconds']:.2f}s (first pod moved after "
-                    f"{r['upgrade_first_pod_moved_seconds']:.2f}s, skew {r['upgrade_max_skew']:.3f}), "
-                    f"rollback {r['rollback_seconds']:.2f}s from {r['rollback_from']} "
-                    f"({r['rollback_floor_steps']} steps)",
-                    flush=True,
-                )
-            up = summary([r["upgrade_seconds"] for r in runs])
-            direct = summary([r["direct_seconds"] for r in runs])
-            back = summary([r["rollback_seconds"] for r in runs])
-            back_ratio = [
-                r["rollback_seconds"] / (r["rollback_floor_steps"] * args.ready_delay) for r in runs
-            ]
-            result: dict[str, Any] = {
-                "replicas": args.replicas,
-                "max_unavailable": args.max_unavailable,
-                "ready_delay": args.ready_delay,
-                "floor_steps": steps,
-                "floor_seconds": floor,
-                "upgrade": up,
-                "upgrade_ratio": up["median"] / floor,
-                "direct": direct,
-                "upgrade_ratio_to_direct": up["median"] / direct["median"],
-                "worst_skew": max(r["upgrade_max_skew"] for r in runs),
-                "max_replacements_per_pod": max(r["upgrade_replacements"] for r in runs),
-                "rollback": back,
-                "rollback_ratio_median": summary(back_ratio)["median"],
-                "runs": runs,
-            }
+    sim_args = ("--no-lws", "--nodes=16", f"--ready-delay={args.ready_delay}")
+    async with orchestrated(base, runtime, *sim_args) as (kube, env):
+        steps = floor_steps(group(args.replicas, args.max_unavailable))
+        floor = steps * args.ready_delay
+        runs = []
+        for i in range(args.runs):
+            direct_s, direct_steps_n = await direct_steps(kube, args)
+            runs.append({**await one_run(kube, env.client, args), "direct_seconds": direct_s})
+            r = runs[-1]
             print(
-                f"coordinated upgrade prefill {args.replicas} / decode {args.replicas}, maxSkew 25%, "
-                f"maxUnavailable {args.max_unavailable}, pods Ready {args.ready_delay}s after start:"
+                f"  run {i + 1}: direct steps {direct_s:.2f}s ({direct_steps_n} steps), "
+                f"upgrade {r['upgrade_seconds']:.2f}s (first pod moved after "
+                f"{r['upgrade_first_pod_moved_seconds']:.2f}s, skew {r['upgrade_max_skew']:.3f}), "
+                f"rollback {r['rollback_seconds']:.2f}s from {r['rollback_from']} "
+                f"({r['rollback_floor_steps']} steps)",
+                flush=True,
             )
-            print(f"  floor: {steps} steps x {args.ready_delay}s = {floor:.2f}s")
-            print(
-                f"  baseline: the same steps applied directly to the StatefulSets: median "
-                f"{direct['median']:.2f}s (the cluster's own cost of replacing pods, same run)"
-            )
-            print(
-                f"  upgrade: median {up['median']:.2f}s, "
-                f"ratio {result['upgrade_ratio']:.2f} (target <= 1.2), "
-                f"{result['upgrade_ratio_to_direct']:.2f} to the direct baseline; "
-                f"worst skew seen {result['worst_skew']:.3f} (limit 0.25); "
-                f"replacements per pod <= {result['max_replacements_per_pod']}"
-            )
-            print(
-                f"  rollback mid-upgrade: median {back['median']:.2f}s from the update call, "
-                f"ratio to its floor {result['rollback_ratio_median']:.2f} (target <= 1.2)"
-            )
-            return result
-    finally:
-        if orch:
-            orch.stop()
-        await env.shutdown()
-        proc.stop()
+        up = summary([r["upgrade_seconds"] for r in runs])
+        direct = summary([r["direct_seconds"] for r in runs])
+        back = summary([r["rollback_seconds"] for r in runs])
+        back_ratio = [
+            r["rollback_seconds"] / (max(1, r["rollback_floor_steps"]) * args.ready_delay) for r in runs
+        ]
+        result: dict[str, Any] = {
+            "replicas": args.replicas,
+            "max_unavailable": args.max_unavailable,
+            "ready_delay": args.ready_delay,
+            "floor_steps": steps,
+            "floor_seconds": floor,
+            "upgrade": up,
+            "upgrade_ratio": up["median"] / floor,
+            "direct": direct,
+            "upgrade_ratio_to_direct": up["median"] / direct["median"],
+            "worst_skew": max(r["upgrade_max_skew"] for r in runs),
+            "max_replacements_per_pod": max(r["upgrade_replacements"] for r in runs),
+            "rollback": back,
+            "rollback_ratio_median": summary(back_ratio)["median"],
+            "runs": runs,
+        }
+        print(
+            f"coordinated upgrade prefill {args.replicas} / decode {args.replicas}, maxSkew 25%, "
+            f"maxUnavailable {args.max_unavailable}, pods Ready {args.ready_delay}s after start:"
+        )
+        print(f"  floor: {steps} steps x {args.ready_delay}s = {floor:.2f}s")
+        print(
+            f"  baseline: the same steps applied directly to the StatefulSets: median "
+            f"{direct['median']:.2f}s (the cluster's own cost of replacing pods, same run)"
+        )
+        print(
+            f"  upgrade: median {up['median']:.2f}s, "
+            f"ratio {result['upgrade_ratio']:.2f} (target <= 1.2), "
+            f"{result['upgrade_ratio_to_direct']:.2f} to the direct baseline; "
+            f"worst skew seen {result['worst_skew']:.3f} (limit 0.25); "
+            f"replacements per pod <= {result['max_replacements_per_pod']}"
+        )
+        print(
+            f"  rollback mid-upgrade: median {back['median']:.2f}s from the update call, "
+            f"ratio to its floor {result['rollback_ratio_median']:.2f} (target <= 1.2)"
+        )
+        return result
 
 
 def main() -> None:
@@ -361,10 +340,7 @@ def main() -> None:
     ap.add_argument("--max-unavailable", type=int, default=2)
     ap.add_argument("--ready-delay", type=float, default=1.0)
     args = ap.parse_args()
-    ensure_binaries(with_lws=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_with_runtime(lambda runtime: main_async(args, Path(tmp), runtime))
-    print(f"written {write_result('upgrade', copy.deepcopy(result))}")
+    run_bench("upgrade", main_async, args)
 
 
 if __name__ == "__main__":

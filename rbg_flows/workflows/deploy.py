@@ -8,14 +8,13 @@ how a replicas-only change (a Scale) is carried out.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.workflows.operation import RETRY, Operation, settled_conditions
+    from rbg_flows.workflows.operation import Operation, acting, settled_conditions
     from rbg_flows.workflows.types import (
         ConditionUpdate,
         DeployInput,
@@ -61,9 +60,7 @@ class DeployWorkflow(Operation):
             revision = await workflow.execute_activity_method(
                 GroupActivities.record_revision,
                 inp.event,
-                start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
-                retry_policy=RETRY,
+                **acting(inp.timeouts),
                 summary=f"record revision of generation {gen}",
             )
         self._stage = f"{verb} generation {gen}"

@@ -17,7 +17,6 @@ the upgrade in flight; `pause` holds a rollout before its next step; `resume` le
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -36,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         upgrade_replicas,
     )
     from rbg_flows.workflows.deploy import DeployWorkflow
-    from rbg_flows.workflows.operation import RETRY
+    from rbg_flows.workflows.operation import acting
     from rbg_flows.workflows.types import (
         ConditionUpdate,
         DeployInput,
@@ -440,9 +439,7 @@ class RoleBasedGroupWorkflow:
             event: SpecEvent = await workflow.execute_activity_method(
                 RolloutActivities.rewrite_spec,
                 SpecRewrite(key=s.key, uid=s.uid, revision=record.name),
-                start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
-                retry_policy=RETRY,
+                **acting(inp.timeouts),
                 summary=f"{req.mode}: rewrite spec to revision {req.to_revision}",
             )
         except Exception as e:  # an activity failure, or the revision vanished
@@ -504,8 +501,6 @@ class RoleBasedGroupWorkflow:
         await workflow.execute_activity_method(
             GroupActivities.report,
             update.model_copy(update={"event": event}),
-            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(inp.timeouts),
             summary=f"event {event.reason}",
         )

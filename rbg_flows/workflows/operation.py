@@ -4,7 +4,9 @@ Temporal UI shows, refusing an invalid spec, and applying one role and waiting f
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -21,9 +23,24 @@ with workflow.unsafe.imports_passed_through():
         RoleProgress,
         RoleRequest,
         StatusUpdate,
+        Timeouts,
         ValidationReport,
         WaitRequest,
     )
+
+
+class Waited(Protocol):
+    """What a wait activity reports: done, past its deadline, and how many are ready."""
+
+    @property
+    def done(self) -> bool: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def ready(self) -> int: ...
+
+
+W = TypeVar("W", bound=Waited)
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), backoff_coefficient=2.0
@@ -41,6 +58,25 @@ def settled_conditions(generation: int) -> list[ConditionUpdate]:
         ConditionUpdate(type="Paused", status="False", reason="NotPaused"),
         ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
     ]
+
+
+def waiting(t: Timeouts) -> dict[str, Any]:
+    """Options of a wait activity: it may run as long as the ready deadline (and beyond: it keeps waiting
+    after reporting the deadline), and heartbeats, so a dead worker is noticed within the timeout."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
+        "heartbeat_timeout": timedelta(seconds=t.heartbeat_timeout_seconds),
+        "retry_policy": RETRY,
+    }
+
+
+def acting(t: Timeouts) -> dict[str, Any]:
+    """Options of an activity that applies or writes something: short, heartbeating per API attempt."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=t.apply_timeout_seconds),
+        "heartbeat_timeout": timedelta(seconds=t.heartbeat_timeout_seconds),
+        "retry_policy": RETRY,
+    }
 
 
 class Operation:
@@ -99,9 +135,7 @@ class Operation:
         await workflow.execute_activity_method(
             GroupActivities.report,
             update,
-            start_to_close_timeout=timedelta(seconds=inp.timeouts.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=inp.timeouts.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(inp.timeouts),
             summary=" + ".join(
                 x
                 for x in (f"status {phase}" if phase else "status", f"event {reason}" if reason else "")
@@ -114,9 +148,7 @@ class Operation:
         return await workflow.execute_activity_method(
             GroupActivities.prepare,
             inp.event,
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(t),
             summary=f"validate generation {inp.event.generation}, apply discovery ConfigMap",
         )
 
@@ -176,17 +208,11 @@ class Operation:
         applied = await workflow.execute_activity_method(
             GroupActivities.apply_role,
             RoleRequest(key=inp.key, event=inp.event, role=plan.role),
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(t),
             summary=f"apply {plan.role} {kind}",
         )
-        deadline = workflow.now().timestamp() + t.ready_deadline_seconds
-        # Start from 0 ready: the first report comes with progress, not with an empty table.
-        known = 0
-        reported_deadline = False
-        while True:
-            remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
+
+        async def once(known: int, remaining: float | None) -> RoleProgress:
             p: RoleProgress = await workflow.execute_activity_method(
                 GroupActivities.wait_role,
                 WaitRequest(
@@ -198,19 +224,38 @@ class Operation:
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
-                start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
-                heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-                retry_policy=RETRY,
+                **waiting(t),
                 summary=f"wait {plan.role} ready {max(known, 0)}/{plan.replicas}",
             )
             self._progress[plan.role] = p
             self._details()
-            if p.done:
-                return applied.workload, applied.generation
-            known = p.ready
-            if p.timed_out and not reported_deadline:
-                reported_deadline = True  # keep waiting: the group stays managed, only the condition says so
-                await self._deadline_exceeded(inp, plan.role, p.ready, p.replicas)
+            return p
+
+        # Start from 0 ready: the first report comes with progress, not with an empty table.
+        await self._wait_loop(inp, plan.role, plan.replicas, 0, once)
+        return applied.workload, applied.generation
+
+    async def _wait_loop(
+        self,
+        inp: OperationInput,
+        role: str,
+        want: int,
+        known: int,
+        once: Callable[[int, float | None], Awaitable[W]],
+    ) -> W:
+        """Call a wait activity (`once(known ready, seconds left)`) until it reports done. Past the ready
+        deadline, say so once and keep waiting: the group stays managed, only the condition says so."""
+        deadline = workflow.now().timestamp() + inp.timeouts.ready_deadline_seconds
+        reported = False
+        while True:
+            remaining = None if reported else max(0.0, deadline - workflow.now().timestamp())
+            result = await once(known, remaining)
+            if result.done:
+                return result
+            known = result.ready
+            if result.timed_out and not reported:
+                reported = True
+                await self._deadline_exceeded(inp, role, result.ready, want)
 
     async def _deadline_exceeded(self, inp: OperationInput, role: str, ready: int, replicas: int) -> None:
         within = f"{inp.timeouts.ready_deadline_seconds:.0f}s"

@@ -195,6 +195,10 @@ class RoleRollState(BaseModel):
     def updated(self) -> int:
         return sum(self.on_target)
 
+    @property
+    def ready(self) -> int:
+        return self.ready_on_target
+
 
 class PartitionRequest(BaseModel):
     key: RbgKey
@@ -204,24 +208,28 @@ class PartitionRequest(BaseModel):
     partition: int | None = None  # None: hold (keep every pod where it is), else this partition
 
 
-class StepRequest(PartitionRequest):
+class WaitTiming(BaseModel):
+    """How a wait activity paces itself: it returns as soon as readiness differs from `known_ready`, but
+    not sooner than `min_report_seconds` after the previous report (bounds the history), and when the
+    deadline passes; it heartbeats every `heartbeat_every_seconds`."""
+
+    known_ready: int = -1
+    min_report_seconds: float = 2.0
+    deadline_seconds: float | None = None
+    heartbeat_every_seconds: float = 3.0
+
+
+class StepRequest(PartitionRequest, WaitTiming):
     """Set the partition and wait for the step in one activity."""
 
     want: int
-    min_report_seconds: float = 2.0
-    heartbeat_every_seconds: float = 3.0
-    deadline_seconds: float | None = None
 
 
-class StepWait(BaseModel):
+class StepWait(WaitTiming):
     key: RbgKey
     uid: str
     state: RoleRollState
     want: int  # ready pods on the target revision (ordinals < N) that end the step
-    known_ready: int = -1
-    min_report_seconds: float = 2.0
-    heartbeat_every_seconds: float = 3.0
-    deadline_seconds: float | None = None
 
 
 class SpecRewrite(BaseModel):
@@ -262,15 +270,11 @@ class AppliedWorkload(BaseModel):
     generation: int
 
 
-class WaitRequest(BaseModel):
+class WaitRequest(WaitTiming):
     key: RbgKey
     uid: str
     plan: RolePlan
     min_generation: int
-    known_ready: int = -1  # return as soon as readiness differs from this...
-    min_report_seconds: float = 2.0  # ...but not sooner than this after the previous report (bounds history)
-    deadline_seconds: float | None = None
-    heartbeat_every_seconds: float = 3.0
 
 
 class RoleProgress(BaseModel):

@@ -16,7 +16,6 @@ or an abort, and the next operation starts from wherever the pods are.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
@@ -28,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from rbg_flows.rollout.partition import partition_for, updated_at
     from rbg_flows.rollout.planner import RoleRollout, RolloutState, is_done, plan_step, state_from_spec
     from rbg_flows.rollout.units import Unit, rollout_stages
-    from rbg_flows.workflows.operation import RETRY, Operation, settled_conditions
+    from rbg_flows.workflows.operation import Operation, acting, settled_conditions, waiting
     from rbg_flows.workflows.types import (
         ConditionUpdate,
         DeployResult,
@@ -103,9 +102,7 @@ class UpgradeWorkflow(Operation):
         revision: RevisionInfo = await workflow.execute_activity_method(
             GroupActivities.record_revision,
             inp.event,
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(t),
             summary=f"record revision of generation {gen}",
         )
         rbg, _ = parse_rbg(inp.event.obj)
@@ -271,9 +268,7 @@ class UpgradeWorkflow(Operation):
                 heartbeat_every_seconds=t.heartbeat_every_seconds,
                 deadline_seconds=t.ready_deadline_seconds,
             ),
-            start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **waiting(t),
             summary=f"step {self.steps} ({what}): {plan.role} partition {partition}, wait {want} ready",
         )
         if moved.done:
@@ -291,9 +286,7 @@ class UpgradeWorkflow(Operation):
             PartitionRequest(
                 key=inp.key, event=inp.event, role=plan.role, replicas=plan.replicas, partition=partition
             ),
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-            retry_policy=RETRY,
+            **acting(t),
             summary=f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
         )
 
@@ -326,13 +319,11 @@ class UpgradeWorkflow(Operation):
 
     async def _wait(self, inp: UpgradeInput, st: RoleRollState, want: int) -> RoleRollState:
         t = inp.timeouts
-        deadline = workflow.now().timestamp() + t.ready_deadline_seconds
-        reported_deadline = False
         current = st
-        known = st.ready_on_target
-        while True:
+
+        async def once(known: int, remaining: float | None) -> RoleRollState:
+            nonlocal current
             self._show(current)
-            remaining = None if reported_deadline else max(0.0, deadline - workflow.now().timestamp())
             current = await workflow.execute_activity_method(
                 RolloutActivities.wait_step,
                 StepWait(
@@ -344,18 +335,14 @@ class UpgradeWorkflow(Operation):
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
-                start_to_close_timeout=timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
-                heartbeat_timeout=timedelta(seconds=t.heartbeat_timeout_seconds),
-                retry_policy=RETRY,
+                **waiting(t),
                 summary=f"wait {st.role} updated+ready {current.ready_on_target}/{want}",
             )
-            if current.done:
-                self._show(current)
-                return current
-            known = current.ready_on_target
-            if current.timed_out and not reported_deadline:
-                reported_deadline = True
-                await self._deadline_exceeded(inp, st.role, current.ready_on_target, want)
+            return current
+
+        done = await self._wait_loop(inp, st.role, want, st.ready_on_target, once)
+        self._show(done)
+        return done
 
     async def _hold_if_paused(self, inp: UpgradeInput) -> None:
         if not self.paused:

@@ -115,6 +115,22 @@ async def until(predicate: Any, what: str, timeout: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
+async def settled_after(kube: KubeClient, ns: str, generation: int, what: str) -> dict[str, Any]:
+    """The group once a generation newer than `generation` (e.g. a rollback's) is observed and Ready."""
+    return await wait_rbg(
+        kube,
+        ns,
+        NAME,
+        lambda o: (
+            o["metadata"]["generation"] > generation
+            and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+            and (condition(o, "Ready") or {}).get("status") == "True"
+        ),
+        what,
+        timeout=120,
+    )
+
+
 def entity(temporal_env: Any, ns: str) -> Any:
     return temporal_env.client.get_workflow_handle(f"rbg.{ns}.{NAME}")
 
@@ -138,22 +154,14 @@ async def test_coordinated_upgrade_keeps_the_skew_and_makes_one_revision(
     assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1]
     in_progress: list[str] = []
 
+    def done(o: dict[str, Any]) -> bool:
+        in_progress.append((condition(o, "RollingUpdateInProgress") or {}).get("status", ""))
+        st = o.get("status") or {}
+        return st.get("observedGeneration") == gen and (condition(o, "Ready") or {}).get("status") == "True"
+
     async with observing(kube, namespace, NEW) as obs:
         gen = await change(kube, namespace, set_engine_image(NEW))
-        rbg = await wait_rbg(
-            kube,
-            namespace,
-            NAME,
-            lambda o: (
-                in_progress.append((condition(o, "RollingUpdateInProgress") or {}).get("status", ""))
-                or (
-                    (o.get("status") or {}).get("observedGeneration") == gen
-                    and (condition(o, "Ready") or {}).get("status") == "True"
-                )
-            ),
-            "upgrade done",
-            timeout=120,
-        )
+        rbg = await wait_rbg(kube, namespace, NAME, done, "upgrade done", timeout=120)
     assert obs.counts() == {"prefill": 4, "decode": 4}
     assert obs.max_skew <= 0.25, (obs.max_skew, obs.worst)
     assert obs.max_skew > 0  # the roles did move in steps, not both at once
@@ -222,18 +230,7 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
     async with observing(kube, namespace, OLD) as obs:
         answer = await handle.execute_update(RoleBasedGroupWorkflow.rollback, 1)
         assert "revision 1" in answer
-        rbg = await wait_rbg(
-            kube,
-            namespace,
-            NAME,
-            lambda o: (
-                o["metadata"]["generation"] > gen
-                and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
-                and (condition(o, "Ready") or {}).get("status") == "True"
-            ),
-            "rolled back",
-            timeout=120,
-        )
+        rbg = await settled_after(kube, namespace, gen, "rolled back")
     assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
     assert rbg["spec"]["roles"][2]["replicas"] == 2
     st = await settled(temporal_env, namespace, rbg["metadata"]["generation"])
@@ -261,18 +258,7 @@ async def test_abort_mid_upgrade_restores_the_previous_revision(
         await change(kube, namespace, set_engine_image(NEW))
         await until(lambda: sum(obs.counts().values()) >= 2, "pods on the new image")
         await handle.execute_update(RoleBasedGroupWorkflow.abort)
-        rbg = await wait_rbg(
-            kube,
-            namespace,
-            NAME,
-            lambda o: (
-                o["metadata"]["generation"] >= 3
-                and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
-                and (condition(o, "Ready") or {}).get("status") == "True"
-            ),
-            "aborted",
-            timeout=120,
-        )
+        rbg = await settled_after(kube, namespace, 2, "aborted")
         assert obs.counts() == {"prefill": 0, "decode": 0}
     assert rbg["spec"] == first["spec"]
     images = await role_images(kube, namespace)
@@ -379,18 +365,7 @@ async def test_cli_and_kubectl_plugin_show_history_diff_status_and_refuse_with_t
     undo = cli(sim, temporal_address, namespace, "rollout", "undo", NAME, kubectl=True)
     assert undo.returncode == 0, undo.stderr
     assert "revision 1" in undo.stdout
-    rbg = await wait_rbg(
-        kube,
-        namespace,
-        NAME,
-        lambda o: (
-            o["metadata"]["generation"] > gen
-            and (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
-            and (condition(o, "Ready") or {}).get("status") == "True"
-        ),
-        "undone",
-        timeout=120,
-    )
+    rbg = await settled_after(kube, namespace, gen, "undone")
     assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
 
 
