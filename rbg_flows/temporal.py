@@ -89,6 +89,7 @@ def build_worker(client: Client, kube: KubeClient, task_queue: str, **kw: Any) -
             rollout.step_role,
             rollout.wait_step,
             rollout.rewrite_spec,
+            rollout.prune_roles,
         ],
         # Waits are cheap coroutines on a shared watch cache, so thousands may run at once.
         max_concurrent_activities=kw.pop("max_concurrent_activities", 2000),

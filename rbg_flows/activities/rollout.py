@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from functools import partial
 from typing import Any
 
 from temporalio import activity
@@ -19,8 +20,8 @@ from temporalio.exceptions import ApplicationError
 from rbg_flows.activities.cache import PODS, WorkloadCache
 from rbg_flows.activities.group import kube_call, model_of, rbg_path
 from rbg_flows.activities.unblock import STS_REVISION_LABEL, Unblocker, ordinal_of
-from rbg_flows.activities.workloads import KINDS
-from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent
+from rbg_flows.activities.workloads import KINDS, SERVICE
+from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent, workload_name
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.hashing import role_revision_hash
@@ -29,6 +30,7 @@ from rbg_flows.manifests.workloads import build_workload
 from rbg_flows.workflows.types import (
     FIELD_MANAGER,
     PartitionRequest,
+    PruneRequest,
     RoleRollState,
     SpecEvent,
     SpecRewrite,
@@ -251,6 +253,25 @@ class RolloutActivities:
                     await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
                     w.cancel()
+
+    @activity.defn(name="prune_roles")
+    async def prune_roles(self, req: PruneRequest) -> list[str]:
+        """Delete the workloads (and headless Services) of roles the spec dropped; their pods go with them
+        through ownerReferences. Only objects this group owns, by uid precondition; idempotent."""
+        ns, deleted = req.key.namespace, []
+        for role in req.roles:
+            name = workload_name(req.key.name, role)
+            for kind in (*KINDS.values(), SERVICE):
+                path = kind.path(ns, name)
+                obj = await kube_call(partial(self.kube.get_or_none, path))
+                if obj is None or not any(
+                    o.get("uid") == req.uid for o in obj["metadata"].get("ownerReferences", [])
+                ):
+                    continue
+                body = {"preconditions": {"uid": obj["metadata"]["uid"]}, "propagationPolicy": "Background"}
+                await kube_call(partial(self.kube.delete, path, body))
+                deleted.append(f"{kind.label} {name}")
+        return deleted
 
     @activity.defn(name="rewrite_spec")
     async def rewrite_spec(self, req: SpecRewrite) -> SpecEvent:

@@ -332,6 +332,7 @@ class RoleBasedGroupWorkflow:
                 mode=s.modes.get(target.generation, "upgrade"),  # type: ignore[arg-type]
                 roles=self._rolling_roles(s.applied, new),
                 added=[r for r in new.role_hashes if r not in s.applied.role_hashes],
+                removed=[r for r in s.applied.role_hashes if r not in new.role_hashes],
                 replicas=replicas,
                 current_revision=s.current_revision.name if s.current_revision else None,
                 paused=s.paused,

@@ -170,6 +170,7 @@ class UpgradeInput(OperationInput):
     mode: Literal["upgrade", "rollback", "abort"] = "upgrade"
     roles: list[str] = Field(default_factory=list)  # roles whose template changed: the ones that roll
     added: list[str] = Field(default_factory=list)  # roles the new spec adds: created before the roll
+    removed: list[str] = Field(default_factory=list)  # roles the new spec drops: deleted after the roll
     replicas: dict[str, int] = Field(default_factory=dict)  # replicas to roll at (old ones: then scale)
     current_revision: str | None = None  # status.currentRevision while the upgrade runs
     paused: bool = False
@@ -198,6 +199,14 @@ class RoleRollState(BaseModel):
     @property
     def ready(self) -> int:
         return self.ready_on_target
+
+
+class PruneRequest(BaseModel):
+    """Delete the objects of roles a group no longer has."""
+
+    key: RbgKey
+    uid: str
+    roles: list[str]
 
 
 class PartitionRequest(BaseModel):

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ConditionUpdate,
         DeployResult,
         PartitionRequest,
+        PruneRequest,
         RevisionInfo,
         RolePlan,
         RoleProgress,
@@ -133,6 +134,8 @@ class UpgradeWorkflow(Operation):
                     reason="RollingUpdate",
                     message=f"rolling {order} to revision {revision.revision}",
                 ),
+                # A rollback or abort of a paused rollout runs unpaused: say so from the start.
+                *([] if inp.paused else [ConditionUpdate(type="Paused", status="False", reason="NotPaused")]),
             ],
             event=(
                 f"{event}Started",
@@ -154,6 +157,14 @@ class UpgradeWorkflow(Operation):
         for stage in stages:
             for result in await asyncio.gather(*(self._roll_unit(inp, rbg, unit, plans) for unit in stage)):
                 generations.update(result)
+        if inp.removed and self._lean:
+            # Last, so the roles that stay are on the new revision before the dropped ones go.
+            await workflow.execute_activity_method(
+                RolloutActivities.prune_roles,
+                PruneRequest(key=inp.key, uid=inp.event.uid, roles=inp.removed),
+                **acting(inp.timeouts),
+                summary="delete dropped roles: " + ", ".join(inp.removed),
+            )
         self._stage = f"revision {revision.revision} rolled out in {self.steps} steps"
         self._details()
         if started is not None:

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
-from rbg_flows.kube.wait import is_ready
+from rbg_flows.kube.wait import is_ready, wait_for
 from rbg_flows.rollout.observer import RolloutObserver, pod_images
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
@@ -203,7 +203,10 @@ async def test_pause_holds_the_rollout_and_resume_finishes_it(
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(RoleBasedGroupWorkflow.pause)
         assert "already paused" in str(refused.value.cause)
-        await handle.execute_update(RoleBasedGroupWorkflow.resume)
+        # The Temporal UI's way, signals: a refused one (a second pause) is only logged, and the
+        # accepted resume lets the rollout finish.
+        await handle.signal("request_pause")
+        await handle.signal("request_resume")
         rbg = await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
     assert obs.counts() == {"prefill": 4, "decode": 4}
     assert obs.max_skew <= 0.25
@@ -455,3 +458,22 @@ async def test_maxsurge_adds_pods_while_a_statefulset_role_rolls_and_reclaims_th
     assert counter.max_skew <= 0.25
     sts = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{NAME}-prefill")
     assert sts["spec"]["replicas"] == 4 and sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
+
+
+async def test_a_role_dropped_from_the_spec_is_deleted_and_the_others_stay(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    apps = f"/apis/apps/v1/namespaces/{namespace}"
+    prefill = await kube.get(f"{apps}/statefulsets/{NAME}-prefill")
+    gen = await change(kube, namespace, [{"op": "remove", "path": "/spec/roles/2"}])
+    await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    assert await kube.get_or_none(f"{apps}/deployments/{NAME}-router") is None
+    await wait_for(
+        kube, f"/api/v1/namespaces/{namespace}/pods", lambda o: not any("router" in n for n in o), timeout=60
+    )
+    after = await kube.get(f"{apps}/statefulsets/{NAME}-prefill")
+    assert after["metadata"]["generation"] == prefill["metadata"]["generation"]  # not touched
+    config = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{NAME}")
+    assert "router" not in config["data"]["config.yaml"]
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]
