@@ -282,7 +282,9 @@ class RoleBasedGroupWorkflow:
             return None
         if s.latest.generation > s.settled_generation:
             return "deploy"
-        if s.deployed and any(g > s.known_generations.get(w, 0) for w, g in s.drifted.items()):
+        known = s.known_generations
+        # Only workloads the group still has: the deletion of a dropped role's workload is no drift.
+        if s.deployed and any(w in known and g > known[w] for w, g in s.drifted.items()):
             return "repair"
         return None
 
@@ -411,6 +413,10 @@ class RoleBasedGroupWorkflow:
             s.settled_generation = max(s.settled_generation, result.generation)
             s.modes = {g: m for g, m in s.modes.items() if g > s.settled_generation}
         s.known_generations.update(result.workload_generations)
+        if upgrade is not None and result.outcome == "ready":
+            for role in upgrade.removed:
+                s.known_generations.pop(f"{s.key.name}-{role}", None)
+        s.drifted = {w: g for w, g in s.drifted.items() if w in s.known_generations}
         if result.outcome == "ready":
             s.deployed = True
             s.unsettled_roles = []
