@@ -477,3 +477,47 @@ async def test_a_role_dropped_from_the_spec_is_deleted_and_the_others_stay(
     config = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{NAME}")
     assert "router" not in config["data"]["config.yaml"]
     assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]
+
+
+async def test_rollout_order_upgrades_roles_one_after_another_and_rollback_reverses_it(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    body = example("coordinated-upgrade.yaml")
+    body["spec"].pop("coordination")
+    body["spec"]["rolloutOrder"] = ["decode", "prefill"]
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+
+    def first_new(role: str) -> int:
+        """Position of the first new pod of `role` among every new pod seen, in event order."""
+        return next(i for i, (r, _) in enumerate(obs_log) if r == role)
+
+    obs_log: list[tuple[str, int]] = []
+
+    class Ordered(RolloutObserver):
+        def on_event(self, event_type: str, pod: dict[str, Any]) -> None:
+            before = self.counts()
+            super().on_event(event_type, pod)
+            for role, n in self.counts().items():
+                if n > before.get(role, 0):
+                    obs_log.append((role, n))
+
+    def ordered(image: str) -> Ordered:
+        return Ordered({"prefill": 4, "decode": 4}, lambda p: image in pod_images(p))
+
+    forward = ordered(NEW)
+    async with watching(kube, namespace, forward):
+        gen = await change(kube, namespace, set_engine_image(NEW))
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    # Every decode pod was new before the first prefill pod moved.
+    assert [n for r, n in obs_log[:4]] == [1, 2, 3, 4] and {r for r, _ in obs_log[:4]} == {"decode"}
+    assert first_new("prefill") == 4
+
+    obs_log.clear()
+    back = ordered(OLD)
+    async with watching(kube, namespace, back):
+        await entity(temporal_env, namespace).execute_update(RoleBasedGroupWorkflow.rollback, 1)
+        await settled_after(kube, namespace, gen, "rolled back")
+    # Reverse order on the way back: prefill first. (The watch's initial list adds nothing: no pod is
+    # on the old image when it starts.)
+    assert {r for r, _ in obs_log[:4]} == {"prefill"} and first_new("decode") == 4
