@@ -4,7 +4,7 @@
    start; time from the spec change to Ready=True at the new generation with every pod on the new image,
    against the floor (the fewest steps the constraints allow, from the planner's closed-form bound) x D,
    and the worst skew seen in pod watch events.
-2. Rollback mid-upgrade: a second upgrade is started; once about half the pods moved, `rollback` to the
+2. Rollback mid-upgrade: a second upgrade is started and paused after its first steps; `rollback` to the
    revision before it is called (the entity's Update, as the CLI does); time from the call to every pod
    back on the old image, against the same floor for the reverse path.
 
@@ -224,7 +224,7 @@ async def one_run(kube: KubeClient, client: Any, args: argparse.Namespace) -> di
         await watch.until(lambda: watch.settled(gen) and sum(up.counts().values()) == total)
         upgrade = time.monotonic() - t0
 
-        # 2. Rollback issued mid-upgrade, back to the revision just rolled out.
+        # 2. Rollback issued mid-upgrade (held at a step), back to the revision just rolled out.
         forward = observer(IMAGES[2], args.replicas)
         back = observer(IMAGES[1], args.replicas)
         watch.observe(forward, back)
@@ -233,22 +233,31 @@ async def one_run(kube: KubeClient, client: Any, args: argparse.Namespace) -> di
             [{"op": "replace", "path": IMAGE_PATH, "value": IMAGES[2]}],
             content_type="application/json-patch+json",
         )
-        await watch.until(lambda: sum(forward.counts().values()) >= total // 2)
+
+        def ready_on(image: str) -> dict[str, int]:
+            counts = {role: 0 for role in ("prefill", "decode")}
+            for p in watch.pods.values():
+                role = p["metadata"]["labels"].get(ROLE_LABEL)
+                if role in counts and image in pod_images(p) and is_ready(p):
+                    counts[role] += 1
+            return counts
+
         handle = client.get_workflow_handle(f"rbg.{ns}.{NAME}")
+        # Once half the pods serve the new image, hold the rollout (pause) so the rollback starts from a step
+        # boundary: every pod on the abandoned image is Ready, none in flight, and the reverse path's floor
+        # is exact (pods caught mid-replacement would be replaced at once, outside the step count).
+        await watch.until(lambda: sum(ready_on(IMAGES[2]).values()) >= total // 2)
+        await handle.execute_update(RoleBasedGroupWorkflow.pause)
+        await watch.until(lambda: (watch.rbg.get("status") or {}).get("phase") == "Paused")
+        await watch.until(lambda: ready_on(IMAGES[2]) == forward.counts())
         state = await handle.query(RoleBasedGroupWorkflow.get_state)
         assert state.current_revision is not None
-        # Serving pods on the abandoned image must step back; those still starting are replaced at once
-        # (they serve nothing), so the reverse path's floor counts the Ready ones.
-        moved = {role: 0 for role in ("prefill", "decode")}
-        for p in watch.pods.values():
-            role = p["metadata"]["labels"].get(ROLE_LABEL)
-            if role in moved and IMAGES[2] in pod_images(p) and is_ready(p):
-                moved[role] += 1
+        moved = forward.counts()
         t1 = time.monotonic()
         await handle.execute_update(RoleBasedGroupWorkflow.rollback, state.current_revision.revision)
         answered = time.monotonic() - t1
         await watch.until(
-            lambda: sum(back.counts().values()) == total and sum(forward.counts().values()) == 0
+            lambda: sum(ready_on(IMAGES[1]).values()) == total and sum(forward.counts().values()) == 0
         )
         rollback = time.monotonic() - t1
         # Pods on the image rolled back to count as done: the reverse path's own floor.
@@ -294,6 +303,11 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
         back_ratio = [
             r["rollback_seconds"] / (max(1, r["rollback_floor_steps"]) * args.ready_delay) for r in runs
         ]
+        # The cluster's own time per step (the direct baseline's), for the same number of reverse steps.
+        per_step = direct["median"] / steps
+        back_to_direct = [
+            r["rollback_seconds"] / (max(1, r["rollback_floor_steps"]) * per_step) for r in runs
+        ]
         result: dict[str, Any] = {
             "replicas": args.replicas,
             "max_unavailable": args.max_unavailable,
@@ -308,6 +322,7 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
             "max_replacements_per_pod": max(r["upgrade_replacements"] for r in runs),
             "rollback": back,
             "rollback_ratio_median": summary(back_ratio)["median"],
+            "rollback_ratio_to_direct_median": summary(back_to_direct)["median"],
             "runs": runs,
         }
         print(
@@ -328,7 +343,8 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
         )
         print(
             f"  rollback mid-upgrade: median {back['median']:.2f}s from the update call, "
-            f"ratio to its floor {result['rollback_ratio_median']:.2f} (target <= 1.2)"
+            f"ratio to its floor {result['rollback_ratio_median']:.2f} (target <= 1.2), "
+            f"{result['rollback_ratio_to_direct_median']:.2f} to the direct baseline's time per step"
         )
         return result
 

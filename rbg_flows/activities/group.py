@@ -278,7 +278,8 @@ class GroupActivities:
     async def report(self, upd: StatusUpdate) -> None:
         """Write the status, then post its Event (so `kubectl describe` never shows an Event ahead of the
         status it announces)."""
-        await kube_call(lambda: self._write_status(upd))
+        if upd.phase or upd.conditions or upd.observed_generation is not None or upd.update_revision:
+            await kube_call(lambda: self._write_status(upd))
         if upd.event is not None:
             await self.record_event(upd.event)
 

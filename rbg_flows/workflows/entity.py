@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         upgrade_replicas,
     )
     from rbg_flows.workflows.deploy import DeployWorkflow
-    from rbg_flows.workflows.operation import acting
+    from rbg_flows.workflows.operation import run_short
     from rbg_flows.workflows.types import (
         ConditionUpdate,
         DeployInput,
@@ -62,7 +62,10 @@ RBG_PHASE = SearchAttributeKey.for_keyword("RbgPhase")
 RBG_REVISION = SearchAttributeKey.for_int("RbgRevision")
 SEARCH_ATTRIBUTES = (RBG_NAMESPACE, RBG_NAME, RBG_UID, RBG_PHASE, RBG_REVISION)
 KEEP_RECENT = 20
-UPGRADES = "upgrade-operations"  # workflow.patched id: histories before upgrades ran every change as a Deploy
+# workflow.patched ids: histories before upgrades ran every change as a Deploy; histories before local
+# controls ran the rollback's spec rewrite and the controls' Events through the task queue.
+UPGRADES = "upgrade-operations"
+LOCAL_CONTROLS = "local-controls"
 
 
 def start_attributes(namespace: str, name: str, uid: str) -> TypedSearchAttributes:
@@ -443,11 +446,12 @@ class RoleBasedGroupWorkflow:
         try:
             if record is None:
                 raise ApplicationError(f"revision {req.to_revision} is no longer kept")
-            event: SpecEvent = await workflow.execute_activity_method(
+            event: SpecEvent = await run_short(
                 RolloutActivities.rewrite_spec,
                 SpecRewrite(key=s.key, uid=s.uid, revision=record.name),
-                **acting(inp.timeouts),
-                summary=f"{req.mode}: rewrite spec to revision {req.to_revision}",
+                inp.timeouts,
+                f"{req.mode}: rewrite spec to revision {req.to_revision}",
+                local=self._local_controls(),
             )
         except Exception as e:  # an activity failure, or the revision vanished
             req.message = f"{req.mode} to revision {req.to_revision} failed: {getattr(e, 'cause', None) or e}"
@@ -478,11 +482,9 @@ class RoleBasedGroupWorkflow:
         s = self.s
         paused = s.paused
         s.paused_reported = paused
-        phase = "Paused" if paused else (s.phase if s.phase != "Paused" else "Ready")
         if paused and s.phase != "Paused":
             s.phase_before_pause = s.phase
-        if not paused:
-            phase = s.phase_before_pause or "Ready"
+        phase = "Paused" if paused else (s.phase_before_pause or "Ready")
         self._set_phase(phase)
         await self._post(
             inp,
@@ -505,9 +507,14 @@ class RoleBasedGroupWorkflow:
         )
 
     async def _post(self, inp: EntityInput, update: StatusUpdate, event: EventRecord) -> None:
-        await workflow.execute_activity_method(
+        await run_short(
             GroupActivities.report,
             update.model_copy(update={"event": event}),
-            **acting(inp.timeouts),
-            summary=f"event {event.reason}",
+            inp.timeouts,
+            f"event {event.reason}",
+            local=self._local_controls(),
         )
+
+    def _local_controls(self) -> bool:
+        # Histories recorded before ran the rewrite and its Event through the task queue.
+        return workflow.patched(LOCAL_CONTROLS)

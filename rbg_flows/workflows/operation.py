@@ -41,6 +41,7 @@ class Waited(Protocol):
 
 
 W = TypeVar("W", bound=Waited)
+R = TypeVar("R")
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), backoff_coefficient=2.0
@@ -79,6 +80,24 @@ def acting(t: Timeouts) -> dict[str, Any]:
     }
 
 
+async def run_short(
+    fn: Callable[..., Awaitable[R]], arg: Any, t: Timeouts, summary: str, *, local: bool
+) -> R:
+    """Run a short activity (an apply, a status write): as a local activity, which skips the task
+    queue's round trip, or through the task queue as histories recorded before that expect."""
+    if local:
+        result: R = await workflow.execute_local_activity_method(
+            fn,
+            arg,
+            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+            retry_policy=RETRY,
+            summary=summary,
+        )
+        return result
+    remote: R = await workflow.execute_activity_method(fn, arg, **acting(t), summary=summary)
+    return remote
+
+
 class Operation:
     """Base of the operation workflows (not a workflow itself)."""
 
@@ -88,6 +107,9 @@ class Operation:
         # A status write reads, changes and applies the whole status: two at once (parallel roles both
         # past their deadline, a pause during the start report) would lose one's conditions.
         self._reporting = asyncio.Lock()
+        # Short steps (validate, record, report, set a partition) as local activities: no matching-service
+        # round trip each. Set by an operation from its workflow.patched check.
+        self._local = False
 
     def _details(self) -> None:
         rows = ["| role | ready | updated | state |", "|---|---|---|---|"]
@@ -132,24 +154,18 @@ class Operation:
 
     async def _report_now(self, inp: OperationInput, update: StatusUpdate) -> None:
         phase, reason = update.phase, update.event.reason if update.event else ""
-        await workflow.execute_activity_method(
-            GroupActivities.report,
-            update,
-            **acting(inp.timeouts),
-            summary=" + ".join(
-                x
-                for x in (f"status {phase}" if phase else "status", f"event {reason}" if reason else "")
-                if x
-            ),
-        )
+        what = (f"status {phase}" if phase else "status", f"event {reason}" if reason else "")
+        await self._short(GroupActivities.report, update, inp.timeouts, " + ".join(x for x in what if x))
+
+    async def _short(self, fn: Callable[..., Awaitable[R]], arg: Any, t: Timeouts, summary: str) -> R:
+        return await run_short(fn, arg, t, summary, local=self._local)
 
     async def _prepare(self, inp: OperationInput) -> ValidationReport:
-        t = inp.timeouts
-        return await workflow.execute_activity_method(
+        return await self._short(
             GroupActivities.prepare,
             inp.event,
-            **acting(t),
-            summary=f"validate generation {inp.event.generation}, apply discovery ConfigMap",
+            inp.timeouts,
+            f"validate generation {inp.event.generation}, apply discovery ConfigMap",
         )
 
     async def _refuse(

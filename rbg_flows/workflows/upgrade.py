@@ -46,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched id: recorded histories set the partition and waited in two activities per step, and
 # waited/settled even when there was nothing to wait for or to settle.
 LEAN_STEPS = "lean-steps"
+# workflow.patched id: recorded histories ran validate, record, report and set-partition as normal activities.
+LOCAL_SHORT_STEPS = "local-short-steps"
 # mode -> (verb in messages, event reason prefix)
 _MODES = {
     "upgrade": ("upgrade", "Upgrade"),
@@ -79,6 +81,7 @@ class UpgradeWorkflow(Operation):
     @workflow.run
     async def run(self, inp: UpgradeInput) -> DeployResult:
         self._lean = workflow.patched(LEAN_STEPS)
+        self._local = workflow.patched(LOCAL_SHORT_STEPS)
         report = await self._prepare(inp)
         if report.problems:
             return await self._refuse(inp, report, deployed_before=True)
@@ -100,11 +103,8 @@ class UpgradeWorkflow(Operation):
         gen = inp.event.generation
         t = inp.timeouts
         verb, event = _MODES[inp.mode]
-        revision: RevisionInfo = await workflow.execute_activity_method(
-            GroupActivities.record_revision,
-            inp.event,
-            **acting(t),
-            summary=f"record revision of generation {gen}",
+        revision: RevisionInfo = await self._short(
+            GroupActivities.record_revision, inp.event, t, f"record revision of generation {gen}"
         )
         rbg, _ = parse_rbg(inp.event.obj)
         assert rbg is not None  # prepare validated it
@@ -292,13 +292,13 @@ class UpgradeWorkflow(Operation):
     ) -> RoleRollState:
         t = inp.timeouts
         where = "hold" if partition is None else f"partition {partition}"
-        return await workflow.execute_activity_method(
+        return await self._short(
             RolloutActivities.set_partition,
             PartitionRequest(
                 key=inp.key, event=inp.event, role=plan.role, replicas=plan.replicas, partition=partition
             ),
-            **acting(t),
-            summary=f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
+            t,
+            f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
         )
 
     @staticmethod
