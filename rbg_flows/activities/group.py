@@ -64,14 +64,19 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def beat(*details: Any) -> None:
+    """Heartbeat, when running as a normal activity (a local activity has nothing to heartbeat to)."""
+    if activity.in_activity() and not activity.info().is_local:
+        activity.heartbeat(*details)
+
+
 async def kube_call(call: Callable[[], Awaitable[T]]) -> T:
     """Retry what is worth retrying here; turn the rest into a non-retryable error with a clear message."""
 
     async def attempt() -> T:
         # Each attempt is a sign of life: a worker killed mid-call is noticed within the heartbeat
         # timeout instead of the whole start-to-close timeout.
-        if activity.in_activity():
-            activity.heartbeat()
+        beat()
         return await call()
 
     try:
@@ -238,7 +243,7 @@ class GroupActivities:
                 progress = RoleProgress(
                     role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=r.done
                 )
-                activity.heartbeat(progress.model_dump())
+                beat(progress.model_dump())
                 if progress.done or (progress.ready != req.known_ready and self.clock() >= report_after):
                     return progress
                 if deadline is not None and self.clock() >= deadline:

@@ -18,11 +18,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from rbg_flows.activities.cache import PODS, WorkloadCache
-from rbg_flows.activities.group import kube_call, model_of, rbg_path
+from rbg_flows.activities.group import beat, kube_call, model_of, rbg_path
 from rbg_flows.activities.unblock import STS_REVISION_LABEL, Unblocker, ordinal_of
 from rbg_flows.activities.workloads import KINDS, SERVICE
 from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent, workload_name
-from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.hashing import role_revision_hash
 from rbg_flows.manifests.labels import role_revision_label
@@ -40,6 +40,7 @@ from rbg_flows.workflows.types import (
 )
 
 JSON = dict[str, Any]
+JSON_PATCH = "application/json-patch+json"
 STS = KINDS[STATEFULSET]
 
 
@@ -224,7 +225,7 @@ class RolloutActivities:
                     current = state.model_copy(update={"on_target": on, "ready_on_target": ready})
                 settled = seen and int((sts or {}).get("status", {}).get("replicas") or 0) == state.total
                 done = seen and (want < 0 or (current.ready_on_target >= want and settled))
-                activity.heartbeat(
+                beat(
                     {
                         "role": state.role,
                         "updated": current.updated,
@@ -288,11 +289,27 @@ class RolloutActivities:
             obj = await self.kube.get(rbg_path(req.key))
             if obj["metadata"]["uid"] != req.uid:
                 raise ApplicationError("the RoleBasedGroup was replaced meanwhile", non_retryable=True)
-            # A replace carrying the resourceVersion just read: fields the revision lacks go away, and a
-            # write in between makes it 409, retried from a fresh read.
-            obj["spec"] = rewritten_spec(obj.get("spec") or {}, revision["data"]["spec"])
-            obj.pop("status", None)
-            return await self.kube.request("PUT", rbg_path(req.key), body=obj)
+            # The whole spec replaced (fields the revision lacks go away), on condition that nobody changed
+            # it since the read: a test of the generation, not of the resourceVersion, which status writes
+            # and the watcher's annotations move all the time.
+            patch = [
+                {"op": "test", "path": "/metadata/generation", "value": obj["metadata"]["generation"]},
+                {
+                    "op": "replace",
+                    "path": "/spec",
+                    "value": rewritten_spec(obj.get("spec") or {}, revision["data"]["spec"]),
+                },
+            ]
+            try:
+                return await self.kube.patch(rbg_path(req.key), patch, content_type=JSON_PATCH)
+            except ApiError as e:
+                # A failed test is a bare 422; so is a spec the API server refuses. Tell them apart by
+                # whether the generation moved: if it did, it is a conflict, retried from a fresh read.
+                if e.status == 422:
+                    now = await self.kube.get(rbg_path(req.key))
+                    if now["metadata"]["generation"] != obj["metadata"]["generation"]:
+                        raise ApiError(409, "Conflict", "the spec changed while rolling back") from e
+                raise
 
         return spec_event(await kube_call(rewrite))
 

@@ -81,8 +81,11 @@ def start_attributes(namespace: str, name: str, uid: str) -> TypedSearchAttribut
 
 @workflow.defn(name="RoleBasedGroup")
 class RoleBasedGroupWorkflow:
-    def __init__(self) -> None:
-        self.state: GroupState | None = None
+    @workflow.init
+    def __init__(self, inp: EntityInput) -> None:
+        # The carried state is in place before any handler runs: a signal or an update delivered in the
+        # first activation of a continued run must see it (and not be overwritten by it).
+        self.state: GroupState | None = inp.state
         self._child: ChildWorkflowHandle[Any, DeployResult] | None = None
         self._child_kind = ""
 
@@ -248,8 +251,6 @@ class RoleBasedGroupWorkflow:
     # -- the loop -------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: EntityInput) -> None:
-        if inp.state is not None:
-            self.state = inp.state
         self._ensure_state()
         while True:
             # self.s, not a local: a signal may replace the state (object re-created under the same name).
@@ -300,12 +301,10 @@ class RoleBasedGroupWorkflow:
         new = fingerprint(target.obj)
         if kind != "deploy" or not self.s.deployed or not workflow.patched(UPGRADES):
             return kind, new
-        kind = classify(self.s.applied, new)
         if self.s.unsettled_roles and self.s.applied is not None and new is not None:
-            kind = (
-                "upgrade"  # roles an upgrade left part-way must finish rolling, even back to where they were
-            )
-        return kind, new
+            # Roles an upgrade left part-way must finish rolling, even back to where they were.
+            return "upgrade", new
+        return classify(self.s.applied, new), new
 
     def _rolling_roles(self, applied: Fingerprint, new: Fingerprint) -> list[str]:
         changed = set(changed_roles(applied, new))
@@ -455,6 +454,7 @@ class RoleBasedGroupWorkflow:
             )
         except Exception as e:  # an activity failure, or the revision vanished
             req.message = f"{req.mode} to revision {req.to_revision} failed: {getattr(e, 'cause', None) or e}"
+            workflow.logger.warning(req.message)
             s.request = None
             return
         s.modes[event.generation] = req.mode

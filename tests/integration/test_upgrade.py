@@ -231,7 +231,13 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
         await handle.execute_update(RoleBasedGroupWorkflow.rollback, 9)
     assert "revision 9 not found" in str(refused.value.cause)
     async with observing(kube, namespace, OLD) as obs:
-        answer = await handle.execute_update(RoleBasedGroupWorkflow.rollback, 1)
+        try:
+            answer = await handle.execute_update(RoleBasedGroupWorkflow.rollback, 1)
+        except WorkflowUpdateFailedError as e:
+            st = await handle.query(RoleBasedGroupWorkflow.get_state)
+            raise AssertionError(
+                f"rollback refused: {e.cause} {st.revisions} {st.recent} {st.current}"
+            ) from e
         assert "revision 1" in answer
         rbg = await settled_after(kube, namespace, gen, "rolled back")
     assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
