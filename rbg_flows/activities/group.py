@@ -17,7 +17,15 @@ from temporalio.exceptions import ApplicationError
 
 from rbg_flows.activities.cache import PODS, WorkloadCache
 from rbg_flows.activities.unblock import Unblocker
-from rbg_flows.activities.workloads import CONFIGMAP, KINDS, LWS_API, SERVICE, Readiness, readiness
+from rbg_flows.activities.workloads import (
+    CONFIGMAP,
+    KINDS,
+    LWS_API,
+    SERVICE,
+    Readiness,
+    readiness,
+    runs_template,
+)
 from rbg_flows.api import (
     LEADERWORKERSET,
     STATEFULSET,
@@ -54,6 +62,7 @@ from rbg_flows.workflows.types import (
 T = TypeVar("T")
 JSON = dict[str, Any]
 RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 
 
 def rbg_path(key: RbgKey) -> str:
@@ -272,11 +281,24 @@ class GroupActivities:
         )["items"]
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         ready = sum(1 for p in live if is_ready(p))
+        # LWS v0.8 has no observedGeneration: after a template change its counters can look done before
+        # it has replaced anything, so every pod must also run the template we applied.
+        lws = self.cache.get(KINDS[LEADERWORKERSET], req.key.namespace, req.plan.workload) or {}
+        templates = ((lws.get("spec") or {}).get("leaderWorkerTemplate")) or {}
+        current = all(
+            runs_template(
+                p,
+                templates.get("leaderTemplate") or templates.get("workerTemplate") or {}
+                if (p["metadata"].get("labels") or {}).get(WORKER_INDEX_LABEL) == "0"
+                else templates.get("workerTemplate") or {},
+            )
+            for p in live
+        )
         return Readiness(
             r.replicas,
             r.ready,
             r.updated,
-            r.settled and ready == len(live) == r.replicas * req.plan.pods_per_instance,
+            r.settled and current and ready == len(live) == r.replicas * req.plan.pods_per_instance,
         )
 
     @activity.defn(name="report")

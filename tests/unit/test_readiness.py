@@ -82,3 +82,16 @@ def test_api_paths() -> None:
         KINDS[LEADERWORKERSET].collection("ns")
         == "/apis/leaderworkerset.x-k8s.io/v1/namespaces/ns/leaderworkersets"
     )
+
+
+def test_a_pod_runs_a_template_when_its_containers_match_image_command_and_args() -> None:
+    from rbg_flows.activities.workloads import runs_template
+
+    template = {"spec": {"containers": [{"name": "e", "image": "x:2", "args": ["--a"]}]}}
+    pod = {"spec": {"containers": [{"name": "e", "image": "x:2", "args": ["--a"], "env": [{"name": "LWS"}]}]}}
+    assert runs_template(pod, template)
+    assert not runs_template(
+        {"spec": {"containers": [{"name": "e", "image": "x:1", "args": ["--a"]}]}}, template
+    )
+    assert not runs_template({"spec": {"containers": [{"name": "other", "image": "x:2"}]}}, template)
+    assert runs_template(pod, {"spec": {"containers": [{"name": "e"}]}})  # nothing set: nothing to differ
