@@ -8,7 +8,7 @@
    revision before it is called (the entity's Update, as the CLI does); time from the call to every pod
    back on the old image, against the same floor for the reverse path.
 
-    .venv/bin/python bench/upgrade.py [--runs 3] [--replicas 8] [--max-unavailable 2] [--ready-delay 1.0]
+    .venv/bin/python bench/upgrade.py [--runs 5] [--replicas 8] [--max-unavailable 2] [--ready-delay 1.0]
 """
 
 from __future__ import annotations
@@ -351,7 +351,7 @@ async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--max-unavailable", type=int, default=2)
     ap.add_argument("--ready-delay", type=float, default=1.0)
