@@ -63,22 +63,15 @@ def floor_of(role: RoleSpec) -> int:
     )
 
 
-def mid_rollout(sts: JSON) -> bool:
-    """The StatefulSet is moving pods to a revision it has not finished rolling out."""
-    st = sts.get("status") or {}
-    return st.get("currentRevision") != st.get("updateRevision") or int(st.get("updatedReplicas") or 0) < int(
-        (sts.get("spec") or {}).get("replicas") or 0
-    )
-
-
 def hold_partition(
     current: JSON | None, desired_hash: str, role_label: str, replicas: int, floor: int
 ) -> int:
     """Where to put the partition before the first step toward a template (pure).
 
-    Same template already (a resumed upgrade): where it is. A different one while the StatefulSet is
-    still rolling (a newer spec mid-upgrade): where it is, so the pods above it go straight to the
-    newest template and no pod is replaced twice. At rest: all pods held (partition = replicas).
+    Same template already (a resumed upgrade): where it is. A different one while an upgrade had the
+    partition above the floor (a newer spec mid-upgrade): where it is, so the pods above it go straight to
+    the newest template and no pod is replaced twice. At rest (partition at the floor, whatever the
+    revisions of the pods below it): all pods held (partition = replicas).
     """
     if current is None:
         return floor  # recreated from nothing: nothing to keep in step with
@@ -87,7 +80,7 @@ def hold_partition(
         or 0
     )
     labels = current["metadata"].get("labels") or {}
-    if labels.get(role_label) == desired_hash or mid_rollout(current):
+    if labels.get(role_label) == desired_hash or partition > floor:
         return max(floor, min(partition, replicas))
     return replicas
 
@@ -125,7 +118,7 @@ class RolloutActivities:
         role = rolled_role(rbg, req.role, req.replicas)
         ns = req.key.namespace
         name = f"{rbg.metadata.name}-{role.name}"
-        floor = min(floor_of(role), role.replicas)
+        floor = min(max(floor_of(role), req.floor or 0), role.replicas)
         await self.cache.ensure(STS)
         await self.cache.ensure(PODS)
         current = self.cache.get(STS, ns, name) or await kube_call(
@@ -142,8 +135,9 @@ class RolloutActivities:
         else:
             partition = max(floor, min(req.partition, role.replicas))
         body = build_workload(rbg, role, partition=partition)
-        # Surge pods exist only while pods are moving; ordinals >= N come up on the new template.
-        total = role.replicas + (surge_of(role) if partition > floor else 0)
+        # Surge pods exist only while pods are moving (not while all are held, nor once the partition is
+        # back at the floor); ordinals >= N come up on the new template.
+        total = role.replicas + (surge_of(role) if floor < partition < role.replicas else 0)
         body["spec"]["replicas"] = total
         applied = await kube_call(lambda: self.kube.apply(STS.path(ns, name), body, FIELD_MANAGER))
         generation = int(applied["metadata"].get("generation") or 0)

@@ -27,3 +27,12 @@ def partition_for(on_target: Sequence[bool], want: int, floor: int = 0) -> int:
         if updated_at(on_target, p) <= want:
             return p
     return n
+
+
+def step_target(on_target: Sequence[bool], floor: int, after: int) -> tuple[int, int]:
+    """(partition, pods on target when the step is done) for a step that leaves `after` pods on the
+    target revision at or above the floor (the planner counts only those: below the floor nothing moves).
+    Pods below the floor that already run the target count in the total without moving."""
+    floor = max(0, min(floor, len(on_target)))
+    partition = floor + partition_for(on_target[floor:], after)
+    return partition, after + sum(on_target[:floor])

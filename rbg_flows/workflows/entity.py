@@ -16,7 +16,7 @@ the upgrade in flight; `pause` holds a rollout before its next step; `resume` le
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
@@ -99,7 +99,10 @@ class RoleBasedGroupWorkflow:
     def spec_changed(self, event: SpecEvent) -> None:
         s = self._ensure_state()
         if s.uid and event.uid != s.uid:
-            # The object was deleted and created again under the same name: a new group.
+            # The object was deleted and created again under the same name: a new group. A control
+            # waiting for the old one is answered, not left hanging.
+            if s.request is not None and not s.request.generation:
+                s.request.message = "the RoleBasedGroup was deleted and created again"
             self.state = GroupState(key=s.key, uid=event.uid, latest=event)
             return
         s.uid = event.uid
@@ -164,24 +167,30 @@ class RoleBasedGroupWorkflow:
 
     @workflow.signal(name="request_rollback")
     async def request_rollback(self, to_revision: int) -> None:
-        if self._refused(lambda: self._refusal_for_rollback(to_revision)):
-            return
-        await self._rollback(RolloutRequest(to_revision=to_revision))
+        if not self._refused(lambda: self._refusal_for_rollback(to_revision)):
+            await self._quietly(self._rollback(RolloutRequest(to_revision=to_revision)))
 
     @workflow.signal(name="request_abort")
     async def request_abort(self) -> None:
         if not self._refused(self._refusal_for_abort):
-            await self._abort()
+            await self._quietly(self._abort())
 
     @workflow.signal(name="request_pause")
     async def request_pause(self) -> None:
         if not self._refused(self._refusal_for_pause):
-            await self._set_paused(True)
+            await self._quietly(self._set_paused(True))
 
     @workflow.signal(name="request_resume")
     async def request_resume(self) -> None:
         if not self._refused(self._refusal_for_resume):
-            await self._set_paused(False)
+            await self._quietly(self._set_paused(False))
+
+    async def _quietly(self, control: Awaitable[str]) -> None:
+        """A signal has nobody to answer: a control that fails is logged, never fails the workflow."""
+        try:
+            workflow.logger.info(await control)
+        except ApplicationError as e:
+            workflow.logger.warning("refused: %s", e.message)
 
     def _refused(self, check: Callable[[], None]) -> bool:
         try:
@@ -241,10 +250,15 @@ class RoleBasedGroupWorkflow:
     async def _set_paused(self, paused: bool) -> str:
         s = self.s
         s.paused = paused
-        if self._child is not None and self._child_kind == "upgrade":
+        child = self._child
+        if child is not None and self._child_kind == "upgrade":
+            try:
+                await child.signal(UpgradeWorkflow.pause if paused else UpgradeWorkflow.resume)
+            except Exception:
+                # The operation ended meanwhile: the loop writes the status itself (paused_reported).
+                return "paused: the next rollout holds before its first step" if paused else "resumed"
             # The operation reports the hold itself, at the step where it happens.
             s.paused_reported = paused
-            await self._child.signal(UpgradeWorkflow.pause if paused else UpgradeWorkflow.resume)
             return "paused: the rollout holds before its next step" if paused else "resumed"
         return "paused: the next rollout holds before its first step" if paused else "resumed"
 
@@ -387,7 +401,7 @@ class RoleBasedGroupWorkflow:
             handle.cancel()
             op.outcome = "superseded"
             if upgrade is not None:
-                self.s.unsettled_roles = sorted({*self.s.unsettled_roles, *upgrade.roles})
+                self._leave_unsettled(upgrade)
             elif kind == "scale" and self.s.applied is not None and new is not None:
                 # The scale's applies may have landed: what follows starts from its counts.
                 self.s.applied = self.s.applied.model_copy(update={"replicas": new.replicas})
@@ -400,6 +414,7 @@ class RoleBasedGroupWorkflow:
                     # A failed operation settles its generation: it is retried on the next spec change,
                     # not in a hot loop.
                     self.s.settled_generation = max(self.s.settled_generation, target.generation)
+                    self._leave_unsettled(upgrade)
                     self._set_phase("Failed")
         else:
             op.outcome = result.outcome
@@ -409,8 +424,15 @@ class RoleBasedGroupWorkflow:
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]
 
+    def _leave_unsettled(self, upgrade: UpgradeInput | None) -> None:
+        """An upgrade that did not finish may have left its roles part-way: the next change rolls them."""
+        if upgrade is not None:
+            self.s.unsettled_roles = sorted({*self.s.unsettled_roles, *upgrade.roles})
+
     def _settle(self, result: DeployResult, new: Fingerprint | None, upgrade: UpgradeInput | None) -> None:
         s = self.s
+        if result.outcome == "failed":
+            self._leave_unsettled(upgrade)
         if upgrade is None or upgrade.final or result.outcome != "ready":
             s.settled_generation = max(s.settled_generation, result.generation)
             s.modes = {g: m for g, m in s.modes.items() if g > s.settled_generation}
@@ -457,6 +479,10 @@ class RoleBasedGroupWorkflow:
             workflow.logger.warning(req.message)
             s.request = None
             return
+        if event.uid != s.uid:  # replaced while the rewrite ran: the new group is not ours to touch
+            req.message = "the RoleBasedGroup was deleted and created again"
+            s.request = None
+            return
         s.modes[event.generation] = req.mode
         self.spec_changed(event)
         # A resumed rollout after a rollback would surprise: rolling back clears the pause.
@@ -484,7 +510,9 @@ class RoleBasedGroupWorkflow:
         s.paused_reported = paused
         if paused and s.phase != "Paused":
             s.phase_before_pause = s.phase
-        phase = "Paused" if paused else (s.phase_before_pause or "Ready")
+        # On resume, back to the phase the pause replaced; a phase written since (Failed, Ready) stays.
+        restored = (s.phase_before_pause or "Ready") if s.phase == "Paused" else s.phase
+        phase = "Paused" if paused else restored
         self._set_phase(phase)
         await self._post(
             inp,

@@ -215,6 +215,7 @@ class PartitionRequest(BaseModel):
     role: str
     replicas: int
     partition: int | None = None  # None: hold (keep every pod where it is), else this partition
+    floor: int | None = None  # the rollout's floor (role and lock-step rule partitions); None: the role's
 
 
 class WaitTiming(BaseModel):

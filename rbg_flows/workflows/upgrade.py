@@ -24,8 +24,15 @@ with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities.group import GroupActivities
     from rbg_flows.activities.rollout import RolloutActivities
     from rbg_flows.api import STATEFULSET, RoleBasedGroup, parse_rbg
-    from rbg_flows.rollout.partition import partition_for, updated_at
-    from rbg_flows.rollout.planner import RoleRollout, RolloutState, is_done, plan_step, state_from_spec
+    from rbg_flows.rollout.partition import step_target, updated_at
+    from rbg_flows.rollout.planner import (
+        RoleRollout,
+        RolloutState,
+        is_done,
+        plan_step,
+        resolve,
+        state_from_spec,
+    )
     from rbg_flows.rollout.units import Unit, rollout_stages
     from rbg_flows.workflows.operation import Operation, acting, settled_conditions, waiting
     from rbg_flows.workflows.types import (
@@ -203,22 +210,29 @@ class UpgradeWorkflow(Operation):
     ) -> dict[str, int]:
         stepped = [r for r in unit if plans[r].kind == STATEFULSET]
         native = [r for r in unit if r not in stepped]
-        # Hold every StatefulSet on the target template, then let pods a previous run already moved
-        # finish (a resumed upgrade continues from there).
-        held = await asyncio.gather(*(self._set_partition(inp, plans[r], None) for r in stepped))
-        states: dict[str, RoleRollState] = {}
-        for st in await asyncio.gather(*(self._finish_moved(inp, st, held=True) for st in held)):
-            states[st.role] = st
-        native_done = {r: False for r in native}
-        generations: dict[str, int] = {}
         spec = rbg.spec.model_copy(
             update={
                 "roles": [r.model_copy(update={"replicas": plans[r.name].replicas}) for r in rbg.spec.roles]
             }
         )
+        # The floor of each role: its own partition and its lock-step rules' (the planner's), so that
+        # neither the hold nor the final settle moves a pod a rule keeps on the old revision.
+        floors = {
+            name: role.floor for name, role in resolve(state_from_spec(spec, {}, roles=unit)).roles.items()
+        }
+        # Hold every StatefulSet on the target template, then let pods a previous run already moved
+        # finish (a resumed upgrade continues from there).
+        held = await asyncio.gather(*(self._set_partition(inp, plans[r], None, floors[r]) for r in stepped))
+        states: dict[str, RoleRollState] = {}
+        for st in await asyncio.gather(*(self._finish_moved(inp, st, held=True) for st in held)):
+            states[st.role] = st
+        native_done = {r: False for r in native}
+        generations: dict[str, int] = {}
         while True:
             await self._hold_if_paused(inp)
-            base = state_from_spec(spec, {r: st.updated for r, st in states.items()}, roles=unit)
+            # Progress counts the pods at or above the floor: below it nothing moves.
+            updated = {r: sum(st.on_target[st.floor :]) for r, st in states.items()}
+            base = state_from_spec(spec, updated, roles=unit)
             rollout = RolloutState(
                 tuple(
                     # A natively rolled role cannot be held part-way: one unit of progress.
@@ -253,18 +267,18 @@ class UpgradeWorkflow(Operation):
         # Back to the user's partition and the role's own replica count (surge pods reclaimed).
         unsettled = [r for r in stepped if not (self._lean and self._settled(states[r]))]
         for st in await asyncio.gather(
-            *(self._set_partition(inp, plans[r], states[r].floor) for r in unsettled)
+            *(self._set_partition(inp, plans[r], floors[r], floors[r]) for r in unsettled)
         ):
             states[st.role] = await self._finish_moved(inp, st)
         generations.update({st.workload: st.generation for st in states.values()})
         return generations
 
     async def _step_stateful(
-        self, inp: UpgradeInput, plan: RolePlan, st: RoleRollState, want: int, what: str
+        self, inp: UpgradeInput, plan: RolePlan, st: RoleRollState, after: int, what: str
     ) -> RoleRollState:
-        partition = partition_for(st.on_target, want, st.floor)
+        partition, want = step_target(st.on_target, st.floor, after)
         if not self._lean:
-            moved = await self._set_partition(inp, plan, partition, f"step {self.steps} ({what})")
+            moved = await self._set_partition(inp, plan, partition, st.floor, f"step {self.steps} ({what})")
             return await self._wait(inp, moved, want)
         t = inp.timeouts
         moved = await workflow.execute_activity_method(
@@ -275,6 +289,7 @@ class UpgradeWorkflow(Operation):
                 role=plan.role,
                 replicas=plan.replicas,
                 partition=partition,
+                floor=st.floor,
                 want=want,
                 heartbeat_every_seconds=t.heartbeat_every_seconds,
                 deadline_seconds=t.ready_deadline_seconds,
@@ -288,14 +303,19 @@ class UpgradeWorkflow(Operation):
         return await self._wait(inp, moved, want)
 
     async def _set_partition(
-        self, inp: UpgradeInput, plan: RolePlan, partition: int | None, why: str = ""
+        self, inp: UpgradeInput, plan: RolePlan, partition: int | None, floor: int, why: str = ""
     ) -> RoleRollState:
         t = inp.timeouts
         where = "hold" if partition is None else f"partition {partition}"
         return await self._short(
             RolloutActivities.set_partition,
             PartitionRequest(
-                key=inp.key, event=inp.event, role=plan.role, replicas=plan.replicas, partition=partition
+                key=inp.key,
+                event=inp.event,
+                role=plan.role,
+                replicas=plan.replicas,
+                partition=partition,
+                floor=floor,
             ),
             t,
             f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",

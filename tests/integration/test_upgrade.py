@@ -527,3 +527,20 @@ async def test_rollout_order_upgrades_roles_one_after_another_and_rollback_rever
     # Reverse order on the way back: prefill first. (The watch's initial list adds nothing: no pod is
     # on the old image when it starts.)
     assert {r for r, _ in obs_log[:4]} == {"prefill"} and first_new("decode") == 4
+
+
+async def test_a_rule_partition_keeps_its_share_of_pods_old_across_upgrades(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    body = example("coordinated-upgrade.yaml")
+    body["spec"]["coordination"][0]["strategy"]["rollingUpdate"]["partition"] = "50%"
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    for image in (NEW, NEWER):  # the second one starts from a settled group with a floor above 0
+        async with observing(kube, namespace, image) as obs:
+            gen = await change(kube, namespace, set_engine_image(image))
+            await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+        assert obs.counts() == {"prefill": 2, "decode": 2}, image  # ordinals 2 and 3 only
+        assert obs.max_skew <= 0.25, (image, obs.worst)
+        moved = sorted(name for name, seen in obs.incarnations.items() if len(seen) > 1)
+        assert moved == [f"{NAME}-{r}-{i}" for r in ("decode", "prefill") for i in (2, 3)], moved

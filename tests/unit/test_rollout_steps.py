@@ -156,6 +156,21 @@ def test_hold_keeps_a_resumed_or_retargeted_rollout_where_it_is_and_freezes_one_
     assert hold_partition(retargeted, "newest", "h", 4, 0) == 2
     assert hold_partition(resumed, "new", "h", 4, 3) == 3  # the user's partition is a floor
     assert hold_partition(None, "new", "h", 4, 1) == 1
+    # Settled with a user partition: the pods below it keep the old revision, so the StatefulSet's
+    # revisions differ for good; that is rest, not a rollout in flight (all held, nothing moves natively).
+    settled_with_floor = sts(2, 4, "r1", "r2", 2, "old")
+    assert hold_partition(settled_with_floor, "new", "h", 4, 2) == 4
+
+
+def test_step_target_counts_progress_above_the_floor_and_moves_nothing_below_it() -> None:
+    from rbg_flows.rollout.partition import step_target
+
+    # Floor 2; ordinals 0-1 already on the target (they stay as they are), 2-3 not.
+    on = [True, True, False, False]
+    assert step_target(on, 2, 0) == (4, 2)  # nothing above the floor yet: all held, 2 on target in all
+    assert step_target(on, 2, 1) == (3, 3)
+    assert step_target(on, 2, 2) == (2, 4)
+    assert step_target([False] * 4, 0, 2) == (2, 2)
 
 
 def pod(i: int, revision: str, ready: bool = True, deleting: bool = False) -> dict[str, Any]:
