@@ -284,12 +284,7 @@ class UpgradeWorkflow(Operation):
         moved = await workflow.execute_activity_method(
             RolloutActivities.step_role,
             StepRequest(
-                key=inp.key,
-                event=inp.event,
-                role=plan.role,
-                replicas=plan.replicas,
-                partition=partition,
-                floor=st.floor,
+                **self._partition_request(inp, plan, partition, st.floor).model_dump(),
                 want=want,
                 heartbeat_every_seconds=t.heartbeat_every_seconds,
                 deadline_seconds=t.ready_deadline_seconds,
@@ -309,16 +304,22 @@ class UpgradeWorkflow(Operation):
         where = "hold" if partition is None else f"partition {partition}"
         return await self._short(
             RolloutActivities.set_partition,
-            PartitionRequest(
-                key=inp.key,
-                event=inp.event,
-                role=plan.role,
-                replicas=plan.replicas,
-                partition=partition,
-                floor=floor,
-            ),
+            self._partition_request(inp, plan, partition, floor),
             t,
             f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
+        )
+
+    @staticmethod
+    def _partition_request(
+        inp: UpgradeInput, plan: RolePlan, partition: int | None, floor: int
+    ) -> PartitionRequest:
+        return PartitionRequest(
+            key=inp.key,
+            event=inp.event,
+            role=plan.role,
+            replicas=plan.replicas,
+            partition=partition,
+            floor=floor,
         )
 
     @staticmethod
