@@ -544,3 +544,21 @@ async def test_a_rule_partition_keeps_its_share_of_pods_old_across_upgrades(
         assert obs.max_skew <= 0.25, (image, obs.worst)
         moved = sorted(name for name, seen in obs.incarnations.items() if len(seen) > 1)
         assert moved == [f"{NAME}-{r}-{i}" for r in ("decode", "prefill") for i in (2, 3)], moved
+
+
+async def test_a_template_and_replicas_change_is_an_upgrade_at_the_old_size_then_a_scale(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+) -> None:
+    await deployed(kube, namespace)
+    both = [*set_engine_image(NEW), {"op": "replace", "path": "/spec/roles/0/replicas", "value": 6}]
+    async with observing(kube, namespace, NEW) as obs:
+        gen = await change(kube, namespace, both)
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
+    state = await settled(temporal_env, namespace, gen)
+    assert [op.kind for op in state.recent if op.generation == gen] == ["upgrade", "scale"]
+    # The upgrade rolled the 4 existing prefill pods (each replaced once); the 2 new ones came with the scale.
+    assert obs.counts() == {"prefill": 6, "decode": 4}
+    existing = [f"{NAME}-prefill-{i}" for i in range(4)]
+    assert all(obs.replacements(name) == 1 for name in existing)
+    assert all(obs.replacements(f"{NAME}-prefill-{i}") == 0 for i in (4, 5))
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]
