@@ -84,19 +84,15 @@ async def direct_steps(kube: KubeClient, args: argparse.Namespace) -> tuple[floa
 
     async def ready(generations: dict[str, int], want: int) -> None:
         for name, generation in generations.items():
-            with cache.subscribe(STS, ns, name) as a, cache.subscribe(PODS, ns, name) as b:
+            with cache.subscribe(STS, ns, name, PODS) as changed:
                 while True:
                     sts = cache.get(STS, ns, name)
                     if sts is not None and observed(sts, generation):
                         _, n = pods_on_target(sts, cache.pods(ns, name), args.replicas)
                         if n >= want:
                             break
-                    a.clear()
-                    b.clear()
-                    waits = [asyncio.ensure_future(e.wait()) for e in (a, b)]
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                    for w in waits:
-                        w.cancel()
+                    changed.clear()
+                    await changed.wait()
 
     try:
         await ready(await apply(rbg, 0), args.replicas)

@@ -20,6 +20,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from rbg_flows.kube.client import KubeClient
+from rbg_flows.manifests.labels import owned_by
 from rbg_flows.rollout.history import find_revision, format_history, history_rows, ordered, revision_diff
 from rbg_flows.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, connect, run_with_runtime
 from rbg_flows.workflows.deploy import DeployWorkflow
@@ -122,9 +123,7 @@ class Session:
         )["items"]
         uid = obj["metadata"]["uid"]
         # StatefulSets keep revisions with the same labels: only those the group owns.
-        return ordered(
-            [r for r in items if any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences", []))]
-        )
+        return ordered([r for r in items if owned_by(r, uid)])
 
     async def state(self) -> GroupState | None:
         try:

@@ -95,19 +95,24 @@ class WorkloadCache:
         return list(self._pods.get((namespace, workload), {}).values())
 
     @contextlib.contextmanager
-    def subscribe(self, kind: WorkloadKind, namespace: str, name: str) -> Iterator[asyncio.Event]:
-        """An event set whenever the object changes (the caller clears it)."""
-        key = (kind.key, namespace, name)
+    def subscribe(
+        self, kind: WorkloadKind, namespace: str, name: str, *also: WorkloadKind
+    ) -> Iterator[asyncio.Event]:
+        """An event set whenever the object changes, or (`also`, e.g. `PODS`) anything of those kinds
+        keyed by the same name (the caller clears it)."""
+        keys = [(k.key, namespace, name) for k in (kind, *also)]
         event = asyncio.Event()
-        self._waiters.setdefault(key, set()).add(event)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[key]
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[key]
 
     async def close(self) -> None:
         for task in self._tasks.values():

@@ -39,7 +39,7 @@ from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.errors import describe, is_retryable, with_retries
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.discovery import discovery_configmap
-from rbg_flows.manifests.labels import CONTROLLER_REVISION_HASH_LABEL, GROUP_NAME_LABEL
+from rbg_flows.manifests.labels import CONTROLLER_REVISION_HASH_LABEL, GROUP_NAME_LABEL, owned_by
 from rbg_flows.manifests.revisions import build_controller_revision, next_revision, to_prune
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.workloads import build_workload
@@ -162,11 +162,7 @@ class GroupActivities:
         existing = (
             await kube_call(lambda: self.kube.get(collection, labelSelector=f"{GROUP_NAME_LABEL}={name}"))
         )["items"]
-        mine = [
-            r
-            for r in existing
-            if any(o.get("uid") == event.uid for o in r["metadata"].get("ownerReferences", []))
-        ]
+        mine = [r for r in existing if owned_by(r, event.uid)]
         wanted = build_controller_revision(rbg, next_revision(mine))
         found: JSON | None = next(
             (r for r in mine if r["metadata"]["name"] == wanted["metadata"]["name"]), None
@@ -241,14 +237,16 @@ class GroupActivities:
         # per flap in the history: intermediate progress is reported at most every min_report_seconds.
         report_after = started + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
         unblock = Unblocker(self.kube) if kind.key == STATEFULSET else None
-        if unblock is not None:
+        if kind.key in (STATEFULSET, LEADERWORKERSET):
             await self.cache.ensure(PODS)
-        with self.cache.subscribe(kind, ns, name) as changed:
+        # Pods too where readiness reads them (LWS) or stuck ones are removed (StatefulSet).
+        pod_kinds = (PODS,) if kind.key in (STATEFULSET, LEADERWORKERSET) else ()
+        with self.cache.subscribe(kind, ns, name, *pod_kinds) as changed:
             while True:
                 workload = self.cache.get(kind, ns, name)
                 r = readiness(kind.key, workload, req.plan.replicas, req.min_generation)
                 if r.done and req.plan.kind == LEADERWORKERSET:
-                    r = await self._lws_pods_ready(req, r)
+                    r = self._lws_pods_ready(req, r)
                 progress = RoleProgress(
                     role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=r.done
                 )
@@ -268,17 +266,10 @@ class GroupActivities:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), wait)
 
-    async def _lws_pods_ready(self, req: WaitRequest, r: Readiness) -> Readiness:
+    def _lws_pods_ready(self, req: WaitRequest, r: Readiness) -> Readiness:
         # LeaderWorkerSet counts a group ready once its leader is ready and its worker StatefulSet is at
         # the right revision, whatever the workers' readiness: the role is ready only when every pod is.
-        pods = (
-            await kube_call(
-                lambda: self.kube.get(
-                    f"/api/v1/namespaces/{req.key.namespace}/pods",
-                    labelSelector=f"leaderworkerset.sigs.k8s.io/name={req.plan.workload}",
-                )
-            )
-        )["items"]
+        pods = self.cache.pods(req.key.namespace, req.plan.workload)
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         ready = sum(1 for p in live if is_ready(p))
         # LWS v0.8 has no observedGeneration: after a template change its counters can look done before

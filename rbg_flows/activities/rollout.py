@@ -25,7 +25,7 @@ from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_
 from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.hashing import role_revision_hash
-from rbg_flows.manifests.labels import role_revision_label
+from rbg_flows.manifests.labels import owned_by, role_revision_label
 from rbg_flows.manifests.workloads import build_workload
 from rbg_flows.workflows.types import (
     FIELD_MANAGER,
@@ -206,10 +206,7 @@ class RolloutActivities:
     ) -> RoleRollState:
         loop = asyncio.get_running_loop()
         unblock = Unblocker(self.kube)
-        with (
-            self.cache.subscribe(STS, ns, state.workload) as sts_changed,
-            self.cache.subscribe(PODS, ns, state.workload) as pods_changed,
-        ):
+        with self.cache.subscribe(STS, ns, state.workload, PODS) as changed:
             while True:
                 sts = self.cache.get(STS, ns, state.workload)
                 seen = observed(sts, state.generation)
@@ -236,18 +233,14 @@ class RolloutActivities:
                     return current.model_copy(update={"done": False, "timed_out": False})
                 if deadline is not None and now >= deadline:
                     return current.model_copy(update={"done": False, "timed_out": True})
-                sts_changed.clear()
-                pods_changed.clear()
+                changed.clear()
                 wait = heartbeat
                 if seen and current.ready_on_target != known_ready:
                     wait = max(0.01, min(wait, report_after - now))
                 if deadline is not None:
                     wait = max(0.01, min(wait, deadline - now))
-                waits = [asyncio.ensure_future(e.wait()) for e in (sts_changed, pods_changed)]
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                for w in waits:
-                    w.cancel()
+                    await asyncio.wait_for(changed.wait(), wait)
 
     @activity.defn(name="prune_roles")
     async def prune_roles(self, req: PruneRequest) -> list[str]:
@@ -259,9 +252,7 @@ class RolloutActivities:
             for kind in (*KINDS.values(), SERVICE):
                 path = kind.path(ns, name)
                 obj = await kube_call(partial(self.kube.get_or_none, path))
-                if obj is None or not any(
-                    o.get("uid") == req.uid for o in obj["metadata"].get("ownerReferences", [])
-                ):
+                if obj is None or not owned_by(obj, req.uid):
                     continue
                 body = {"preconditions": {"uid": obj["metadata"]["uid"]}, "propagationPolicy": "Background"}
                 await kube_call(partial(self.kube.delete, path, body))

@@ -97,6 +97,11 @@ def owner_reference(rbg: RoleBasedGroup) -> dict[str, Any]:
     }
 
 
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether an object lists the owner with this uid (a group's objects, not a namesake's)."""
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
 def object_meta(
     rbg: RoleBasedGroup,
     name: str,

@@ -194,8 +194,8 @@ async def test_pause_holds_the_rollout_and_resume_finishes_it(
             kube, namespace, NAME, lambda o: (o.get("status") or {}).get("phase") == "Paused", "Paused"
         )
         assert condition(rbg, "Paused")["status"] == "True"  # type: ignore[index]
-        # The step in flight finishes; then nothing moves for several readiness periods.
-        await asyncio.sleep(2)
+        # Paused is written once the step in flight has finished (its pods Ready): from then on nothing
+        # moves, for several readiness periods.
         held = obs.counts()
         await asyncio.sleep(4)
         assert obs.counts() == held
