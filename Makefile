@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STATE  ?= .rbg
 
-.PHONY: install sim-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade clean
+.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,21 @@ $(VENV)/.installed: pyproject.toml
 
 sim-build: install  ## build (first time) or find the cached control plane, etcd, kubectl and LWS
 	$(BIN)/rbg-flows sim build
+
+# Helm for the chart test (tests/unit/test_helm.py), built once from its Go module into the sim's cache
+# (about 2 minutes on 2 cores the first time, then a cache hit). HELM_VERSION is read by the test too.
+HELM_VERSION ?= v3.22.0
+HELM_CACHE   ?= $(or $(RBG_SIM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rbg-flows)/helm-$(HELM_VERSION)
+
+helm-build: $(HELM_CACHE)/helm  ## build (first time) or find the cached helm
+
+$(HELM_CACHE)/helm: | install
+	mkdir -p $(HELM_CACHE)/tmp
+	GOBIN=$(HELM_CACHE)/tmp CGO_ENABLED=0 \
+	  "$$($(BIN)/python -c 'from rbg_flows.sim.build import find_go; print(find_go())')" install \
+	  -ldflags '-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)' \
+	  helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(HELM_CACHE)/tmp/helm $@ && rmdir $(HELM_CACHE)/tmp
 
 sim: sim-build  ## the local cluster in the foreground (Ctrl-C stops it)
 	$(BIN)/rbg-flows sim serve --kubeconfig $(STATE)/kubeconfig --state-dir $(STATE)/sim
@@ -35,16 +50,17 @@ dev: sim-build  ## Temporal + sim + worker + watcher, apply the PD example, watc
 down:
 	$(BIN)/rbg-flows dev down --state-dir $(STATE)
 
-test: sim-build  ## every test: unit, then integration against the sim and a real Temporal dev server
+test: lint sim-build helm-build  ## lint and import contracts, then every test: unit, workflow, integration, replay
 	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
 
-lint: install
+lint: install  ## ruff, mypy, and the import contracts (layers run one way)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench-sim: sim-build
 	$(BIN)/python bench/sim.py
@@ -54,6 +70,9 @@ bench-deploy: sim-build
 
 bench-upgrade: sim-build
 	$(BIN)/python bench/upgrade.py
+
+bench-scale: sim-build
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(STATE) bench/results

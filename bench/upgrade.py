@@ -28,17 +28,19 @@ from temporalio.runtime import Runtime
 
 from bench._common import orchestrated, run_bench, summary
 from bench.deploy import RBG_API, new_namespace
-from rbg_flows.activities.cache import PODS, WorkloadCache
 from rbg_flows.activities.rollout import STS, observed, pods_on_target
 from rbg_flows.api import RoleBasedGroup, parse_rbg
-from rbg_flows.kube.client import KubeClient
+from rbg_flows.cli.processes import cluster_id_of
+from rbg_flows.kube.cache import WorkloadCache
+from rbg_flows.kube.client import FIELD_MANAGER, KubeClient
 from rbg_flows.kube.informer import list_and_watch
+from rbg_flows.kube.kinds import PODS
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.manifests.workloads import build_workload
+from rbg_flows.messages import RbgKey
 from rbg_flows.rollout.observer import ROLE_LABEL, RolloutObserver, pod_images
 from rbg_flows.rollout.planner import minimum_steps, plan_all, state_from_spec
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
-from rbg_flows.workflows.types import FIELD_MANAGER
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("lmsysorg/sglang:v0.5.4", "lmsysorg/sglang:v0.5.5", "lmsysorg/sglang:v0.5.6")
@@ -238,7 +240,8 @@ async def one_run(kube: KubeClient, client: Any, args: argparse.Namespace) -> di
                     counts[role] += 1
             return counts
 
-        handle = client.get_workflow_handle(f"rbg.{ns}.{NAME}")
+        cluster = await cluster_id_of(kube)  # as the worker and watcher of the run derive it
+        handle = client.get_workflow_handle(RbgKey(cluster=cluster, namespace=ns, name=NAME).workflow_id)
         # Once half the pods serve the new image, hold the rollout (pause) so the rollback starts from a step
         # boundary: every pod on the abandoned image is Ready, none in flight, and the reverse path's floor
         # is exact (pods caught mid-replacement would be replaced at once, outside the step count).

@@ -7,6 +7,12 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Property tests check results, not speed: on a 2-core machine shared with the sim and Temporal, one
+# example can take longer than hypothesis's default 200 ms deadline and fail a correct test.
+settings.register_profile("rbg-flows", deadline=None)
+settings.load_profile("rbg-flows")
 
 
 @pytest.hookimpl(hookwrapper=True)

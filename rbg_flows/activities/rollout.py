@@ -17,18 +17,29 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rbg_flows.activities.cache import PODS, WorkloadCache
-from rbg_flows.activities.group import beat, kube_call, model_of, rbg_path
-from rbg_flows.activities.unblock import STS_REVISION_LABEL, Unblocker, ordinal_of
-from rbg_flows.activities.workloads import KINDS, SERVICE
-from rbg_flows.api import STATEFULSET, RoleBasedGroup, RoleSpec, resolve_int_or_percent, workload_name
-from rbg_flows.kube.client import ApiError, KubeClient
+from rbg_flows.activities.common import beat, kube_call, resolve
+from rbg_flows.activities.profiles import ProfileReader
+from rbg_flows.activities.service_names import apply_headless_service, needs_move, retire_legacy_service
+from rbg_flows.activities.wait import check_watch, sleep_bound, watch_details, watched
+from rbg_flows.api import (
+    STATEFULSET,
+    RoleBasedGroup,
+    RoleSpec,
+    resolve_int_or_percent,
+    service_name,
+    workload_name,
+)
+from rbg_flows.api.keys import STS_REVISION_LABEL, rbg_path
+from rbg_flows.kube.cache import DEFAULT_GIVE_UP_SECONDS, WorkloadCache
+from rbg_flows.kube.client import FIELD_MANAGER, JSON_PATCH, ApiError, KubeClient
+from rbg_flows.kube.kinds import KINDS, PODS, SERVICE
+from rbg_flows.kube.unblock import Unblocker, ordinal_of
 from rbg_flows.kube.wait import is_ready
+from rbg_flows.manifests.engine_runtime import rolling_fingerprints
 from rbg_flows.manifests.hashing import role_revision_hash
 from rbg_flows.manifests.labels import owned_by, role_revision_label
 from rbg_flows.manifests.workloads import build_workload
-from rbg_flows.workflows.types import (
-    FIELD_MANAGER,
+from rbg_flows.messages import (
     PartitionRequest,
     PruneRequest,
     RoleRollState,
@@ -40,7 +51,6 @@ from rbg_flows.workflows.types import (
 )
 
 JSON = dict[str, Any]
-JSON_PATCH = "application/json-patch+json"
 STS = KINDS[STATEFULSET]
 
 
@@ -109,32 +119,37 @@ class RolloutActivities:
     def __init__(self, kube: KubeClient, cache: WorkloadCache):
         self.kube = kube
         self.cache = cache
+        self.profiles = ProfileReader(kube, cache)
 
     @activity.defn(name="set_partition")
     async def set_partition(self, req: PartitionRequest) -> RoleRollState:
         """Apply the role's StatefulSet with the target template at a partition (or held where it is)
         and return the role as its controller sees it afterwards."""
-        rbg = model_of(req.event)
+        rbg = await resolve(self.kube, req.ref, self.cache)
         role = rolled_role(rbg, req.role, req.replicas)
         ns = req.key.namespace
         name = f"{rbg.metadata.name}-{role.name}"
         floor = min(max(floor_of(role), req.floor or 0), role.replicas)
-        await self.cache.ensure(STS)
-        await self.cache.ensure(PODS)
+        await watched(self.cache, STS, DEFAULT_GIVE_UP_SECONDS, 3.0)
+        await watched(self.cache, PODS, DEFAULT_GIVE_UP_SECONDS, 3.0)
         current = self.cache.get(STS, ns, name) or await kube_call(
             lambda: self.kube.get_or_none(STS.path(ns, name))
         )
+        profiles = await self.profiles.for_role(rbg, role, current, req.ref.profiles)
         if req.partition is None:
             partition = hold_partition(
                 current,
-                role_revision_hash(rbg.spec, role),
+                role_revision_hash(rbg.spec, role, rolling_fingerprints(role, profiles)),
                 role_revision_label(role.name),
                 role.replicas,
                 floor,
             )
         else:
             partition = max(floor, min(req.partition, role.replicas))
-        body = build_workload(rbg, role, partition=partition)
+        if needs_move(current, rbg, role):
+            # A group made under v0.4's Service name: the StatefulSet moves (pods kept) before it rolls.
+            await apply_headless_service(self.kube, self.cache, rbg, role)
+        body = build_workload(rbg, role, partition=partition, profiles=profiles)
         # Surge pods exist only while pods are moving (not while all are held, nor once the partition is
         # back at the floor); ordinals >= N come up on the new template.
         total = role.replicas + (surge_of(role) if floor < partition < role.replicas else 0)
@@ -152,7 +167,14 @@ class RolloutActivities:
         )
         # The update revision is the new template's only once the controller has seen it.
         return await self._observe(
-            ns, state, want=-1, known_ready=-1, deadline=None, heartbeat=3.0, report_after=0.0
+            ns,
+            state,
+            want=-1,
+            known_ready=-1,
+            deadline=None,
+            heartbeat=3.0,
+            report_after=0.0,
+            watch_bound=DEFAULT_GIVE_UP_SECONDS,
         )
 
     @activity.defn(name="step_role")
@@ -163,13 +185,14 @@ class RolloutActivities:
         return await self.wait_step(
             StepWait(
                 key=req.key,
-                uid=req.event.uid,
+                uid=req.ref.uid,
                 state=moved,
                 want=req.want,
                 known_ready=moved.ready_on_target,
                 min_report_seconds=req.min_report_seconds,
                 heartbeat_every_seconds=req.heartbeat_every_seconds,
                 deadline_seconds=req.deadline_seconds,
+                watch_failure_seconds=req.watch_failure_seconds,
             )
         )
 
@@ -177,13 +200,13 @@ class RolloutActivities:
     async def wait_step(self, req: StepWait) -> RoleRollState:
         """Wait until `want` pods of the role (ordinals < N) run the target revision and are Ready, or
         readiness changes (at most every min_report_seconds), or the deadline passes."""
-        await self.cache.ensure(STS)
-        await self.cache.ensure(PODS)
+        await watched(self.cache, STS, req.watch_failure_seconds, req.heartbeat_every_seconds)
+        await watched(self.cache, PODS, req.watch_failure_seconds, req.heartbeat_every_seconds)
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + req.deadline_seconds if req.deadline_seconds is not None else None
         report_after = start + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
-        return await self._observe(
+        state = await self._observe(
             req.key.namespace,
             req.state,
             want=req.want,
@@ -191,7 +214,14 @@ class RolloutActivities:
             deadline=deadline,
             heartbeat=req.heartbeat_every_seconds,
             report_after=report_after,
+            watch_bound=req.watch_failure_seconds,
         )
+        if state.done:
+            # The step's pods were recreated under the current Service name: the v0.4 one may be unused now.
+            await retire_legacy_service(
+                self.kube, self.cache, req.key.namespace, req.key.name, req.uid, state.role
+            )
+        return state
 
     async def _observe(
         self,
@@ -203,11 +233,13 @@ class RolloutActivities:
         deadline: float | None,
         heartbeat: float,
         report_after: float,
+        watch_bound: float,
     ) -> RoleRollState:
         loop = asyncio.get_running_loop()
         unblock = Unblocker(self.kube)
         with self.cache.subscribe(STS, ns, state.workload, PODS) as changed:
             while True:
+                failure = check_watch(self.cache, watch_bound, STS, PODS)
                 sts = self.cache.get(STS, ns, state.workload)
                 seen = observed(sts, state.generation)
                 current = state
@@ -222,6 +254,7 @@ class RolloutActivities:
                         "updated": current.updated,
                         "ready": current.ready_on_target,
                         "want": want,
+                        **watch_details(failure),
                     }
                 )
                 now = loop.time()
@@ -240,7 +273,7 @@ class RolloutActivities:
                 if deadline is not None:
                     wait = max(0.01, min(wait, deadline - now))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), wait)
+                    await asyncio.wait_for(changed.wait(), sleep_bound(failure, watch_bound, wait))
 
     @activity.defn(name="prune_roles")
     async def prune_roles(self, req: PruneRequest) -> list[str]:
@@ -248,8 +281,14 @@ class RolloutActivities:
         through ownerReferences. Only objects this group owns, by uid precondition; idempotent."""
         ns, deleted = req.key.namespace, []
         for role in req.roles:
-            name = workload_name(req.key.name, role)
-            for kind in (*KINDS.values(), SERVICE):
+            workload = workload_name(req.key.name, role)
+            # The headless Service under today's name and, for a group made before v0.5, the old one.
+            targets = [
+                *((kind, workload) for kind in KINDS.values()),
+                (SERVICE, service_name(req.key.name, role)),
+                (SERVICE, workload),
+            ]
+            for kind, name in targets:
                 path = kind.path(ns, name)
                 obj = await kube_call(partial(self.kube.get_or_none, path))
                 if obj is None or not owned_by(obj, req.uid):
@@ -271,7 +310,7 @@ class RolloutActivities:
             raise ApplicationError(f"ControllerRevision {req.revision} no longer exists", non_retryable=True)
 
         async def rewrite() -> JSON:
-            obj = await self.kube.get(rbg_path(req.key))
+            obj = await self.kube.get(rbg_path(req.key.namespace, req.key.name))
             if obj["metadata"]["uid"] != req.uid:
                 raise ApplicationError("the RoleBasedGroup was replaced meanwhile", non_retryable=True)
             # The whole spec replaced (fields the revision lacks go away), on condition that nobody changed
@@ -286,12 +325,14 @@ class RolloutActivities:
                 },
             ]
             try:
-                return await self.kube.patch(rbg_path(req.key), patch, content_type=JSON_PATCH)
+                return await self.kube.patch(
+                    rbg_path(req.key.namespace, req.key.name), patch, content_type=JSON_PATCH
+                )
             except ApiError as e:
                 # A failed test is a bare 422; so is a spec the API server refuses. Tell them apart by
                 # whether the generation moved: if it did, it is a conflict, retried from a fresh read.
                 if e.status == 422:
-                    now = await self.kube.get(rbg_path(req.key))
+                    now = await self.kube.get(rbg_path(req.key.namespace, req.key.name))
                     if now["metadata"]["generation"] != obj["metadata"]["generation"]:
                         raise ApiError(409, "Conflict", "the spec changed while rolling back") from e
                 raise

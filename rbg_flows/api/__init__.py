@@ -1,6 +1,8 @@
-"""The RoleBasedGroup API (workloads.x-k8s.io/v1alpha1) as pydantic models, its validation and the
-CRDs generated from it. Pure: no I/O beyond `crd.write_crds`."""
+"""The RoleBasedGroup API as pydantic models (workloads.x-k8s.io/v1alpha1, the orchestrator's form, and
+v1alpha2 in `v1alpha2`), the conversion between them, validation and the CRDs generated from them.
+Pure: no I/O beyond `crd.write_crds`."""
 
+from rbg_flows.api import v1alpha2
 from rbg_flows.api.common import (
     API_VERSION,
     GROUP,
@@ -8,9 +10,12 @@ from rbg_flows.api.common import (
     Condition,
     KubeModel,
     ObjectMeta,
+    address_service_name,
     is_dns1123_label,
+    service_name,
     workload_name,
 )
+from rbg_flows.api.conversion import ConversionError, convert, to_internal
 from rbg_flows.api.intstr import parse_percent, resolve_int_or_percent
 from rbg_flows.api.rbg import (
     DEPLOYMENT,
@@ -71,6 +76,7 @@ __all__ = [
     "AdapterPhase",
     "Condition",
     "ConditionType",
+    "ConversionError",
     "Coordination",
     "FieldError",
     "KubeModel",
@@ -96,7 +102,9 @@ __all__ = [
     "ScaleTargetRef",
     "ServicePort",
     "WorkloadSpec",
+    "address_service_name",
     "child_name",
+    "convert",
     "dependency_cycles",
     "dependency_levels",
     "errors_from_validation_error",
@@ -106,6 +114,9 @@ __all__ = [
     "parse_percent",
     "parse_rbg",
     "resolve_int_or_percent",
+    "service_name",
+    "to_internal",
+    "v1alpha2",
     "validate_rbg",
     "validate_rbg_spec",
     "validate_rbgs",

@@ -27,6 +27,9 @@ from pydantic.alias_generators import to_camel
 GROUP: Final = "workloads.x-k8s.io"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = "workloads.x-k8s.io/v1alpha1"
+# v1alpha2 is served beside v1alpha1 (and stored); the orchestrator works on the v1alpha1 form.
+VERSION_V1ALPHA2: Final = "v1alpha2"
+API_VERSION_V1ALPHA2: Final = "workloads.x-k8s.io/v1alpha2"
 
 DNS1123_LABEL_MAX_LENGTH = 63
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -43,8 +46,22 @@ def is_dns1123_label(value: str) -> bool:
 
 
 def workload_name(rbg_name: str, role_name: str) -> str:
-    """Name of a role's workload, headless Service and scaling adapter."""
+    """Name of a role's workload and scaling adapter (and of its headless Service before RBG v0.5)."""
     return f"{rbg_name}-{role_name}"
+
+
+def service_name(rbg_name: str, role_name: str) -> str:
+    """Name of a role's headless Service since RBG v0.5: `s-<rbg>-<role>`, because a Service name is a
+    DNS-1035 label (it may not start with a digit) and `<rbg>-<role>` may. Cut to 63 characters with
+    trailing '-' trimmed, as the reference does, so the name stays valid however long the group's is."""
+    return f"s-{rbg_name}-{role_name}"[:DNS1123_LABEL_MAX_LENGTH].rstrip("-")
+
+
+def address_service_name(rbg_name: str, role_name: str, *, leader_worker_set: bool) -> str:
+    """The Service an instance's DNS name goes through (`<rbg>-<role>-<i>.<this>`): a LeaderWorkerSet's
+    own Service, named after it (`<rbg>-<role>`), for a LeaderWorkerSet role, else the role's headless
+    Service, as the reference resolves it since v0.5."""
+    return workload_name(rbg_name, role_name) if leader_worker_set else service_name(rbg_name, role_name)
 
 
 class KubeModel(BaseModel):

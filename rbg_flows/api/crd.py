@@ -8,21 +8,29 @@ schema the API server might reject or, worse, accept with a different meaning.
 
     python -m rbg_flows.api.crd deploy/crds          # regenerate
     python -m rbg_flows.api.crd deploy/crds --check  # exit 1 when the files are stale
+
+Versions: v1alpha2 is the storage version and v1alpha1 is served beside it, deprecated. The kinds
+whose two versions differ (RoleBasedGroup, RoleBasedGroupSet) convert through the webhook
+(`rbg_flows.api.conversion`); the two whose versions are the same schema (the scaling adapter and the
+engine runtime profile) need no webhook: the API server only rewrites their apiVersion.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel
 
-from rbg_flows.api.common import GROUP, VERSION
+from rbg_flows.api import v1alpha2
+from rbg_flows.api.common import GROUP, VERSION, VERSION_V1ALPHA2
+from rbg_flows.api.profile import ClusterEngineRuntimeProfile
 from rbg_flows.api.rbg import RoleBasedGroup
 from rbg_flows.api.rbgset import RoleBasedGroupSet
 from rbg_flows.api.scaling_adapter import RoleBasedGroupScalingAdapter
@@ -36,10 +44,19 @@ KUSTOMIZATION_FILE = "Kustomization"
 
 _AGE_COLUMN: dict[str, Any] = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
+# Serve v1alpha2 (storage) beside v1alpha1 for the three kinds v1alpha1 had, converting through the
+# webhook. Needs the webhook running wherever these CRDs are installed.
+SERVE_V1ALPHA2: Final = True
+
+# Where the API server sends ConversionReviews (deploy/ runs the webhook behind this Service).
+WEBHOOK_CLIENT_CONFIG: Final[Mapping[str, Any]] = {
+    "service": {"namespace": "rbg-flows-system", "name": "rbg-flows-webhook", "path": "/convert", "port": 443}
+}
+
 
 @dataclass(frozen=True)
 class CrdKind:
-    """What a CRD needs beyond the schema of its model."""
+    """What a CRD needs beyond the schema of its models."""
 
     model: type[BaseModel]
     kind: str
@@ -47,6 +64,17 @@ class CrdKind:
     short_names: tuple[str, ...]
     printer_columns: tuple[Mapping[str, Any], ...]
     scale: Mapping[str, str] | None = None
+    model_v1alpha2: type[BaseModel] | None = None
+    """The v1alpha2 model; None: v1alpha1 only."""
+    webhook_conversion: bool = False
+    """The versions differ, so the API server converts through the webhook."""
+    scope: Literal["Namespaced", "Cluster"] = "Namespaced"
+    always_both_versions: bool = False
+    """Served in both versions even before SERVE_V1ALPHA2 (a kind new with v1alpha2)."""
+
+    @property
+    def serves_v1alpha2(self) -> bool:
+        return self.model_v1alpha2 is not None and (SERVE_V1ALPHA2 or self.always_both_versions)
 
     @property
     def crd_name(self) -> str:
@@ -69,6 +97,8 @@ KINDS: tuple[CrdKind, ...] = (
             {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
             _AGE_COLUMN,
         ),
+        model_v1alpha2=v1alpha2.RoleBasedGroup,
+        webhook_conversion=True,
     ),
     CrdKind(
         model=RoleBasedGroupSet,
@@ -81,6 +111,8 @@ KINDS: tuple[CrdKind, ...] = (
             _AGE_COLUMN,
         ),
         scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+        model_v1alpha2=v1alpha2.RoleBasedGroupSet,
+        webhook_conversion=True,
     ),
     CrdKind(
         model=RoleBasedGroupScalingAdapter,
@@ -98,6 +130,17 @@ KINDS: tuple[CrdKind, ...] = (
             "statusReplicasPath": ".status.replicas",
             "labelSelectorPath": ".status.selector",
         },
+        model_v1alpha2=v1alpha2.RoleBasedGroupScalingAdapter,
+    ),
+    CrdKind(
+        model=ClusterEngineRuntimeProfile,
+        kind="ClusterEngineRuntimeProfile",
+        plural="clusterengineruntimeprofiles",
+        short_names=(),  # the reference has none
+        printer_columns=(_AGE_COLUMN,),
+        model_v1alpha2=ClusterEngineRuntimeProfile,
+        scope="Cluster",
+        always_both_versions=True,
     ),
 )
 
@@ -124,6 +167,7 @@ _KEY_ORDER = (
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
 )
 _COPIED = frozenset(_KEY_ORDER) - {"anyOf", "items", "properties", "required", "additionalProperties", "type"}
 _IGNORED = frozenset({"title"})
@@ -189,7 +233,8 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], path: str) -> dic
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The openAPIV3Schema of a top-level kind: spec and status from the model, the rest standard."""
+    """The openAPIV3Schema of a top-level kind: spec and status from the model, the rest standard;
+    spec required unless the model has a default for it."""
     schema = model.model_json_schema(mode="validation", by_alias=True)
     defs = schema.get("$defs", {})
     properties = schema["properties"]
@@ -210,39 +255,60 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
             "spec": _convert(properties["spec"], defs, "spec"),
             "status": _convert(properties["status"], defs, "status"),
         },
-        "required": ["spec"],
+        **({"required": ["spec"]} if "spec" in schema.get("required", []) else {}),
     }
 
 
-def crd_manifest(kind: CrdKind) -> dict[str, Any]:
+def _version(kind: CrdKind, name: str, model: type[BaseModel], storage: bool) -> dict[str, Any]:
     subresources: dict[str, Any] = {"status": {}}
     if kind.scale is not None:
         subresources["scale"] = dict(kind.scale)
+    version: dict[str, Any] = {"name": name, "served": True, "storage": storage}
+    if not storage:
+        version["deprecated"] = True
+        version["deprecationWarning"] = (
+            f"{GROUP}/{name} {kind.kind} is deprecated; use {GROUP}/{VERSION_V1ALPHA2} {kind.kind}"
+        )
+    version["schema"] = {"openAPIV3Schema": structural_schema(model)}
+    version["subresources"] = subresources
+    version["additionalPrinterColumns"] = [dict(column) for column in kind.printer_columns]
+    return version
+
+
+def crd_manifest(kind: CrdKind, conversion_client_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The CRD of `kind`; `conversion_client_config` replaces the webhook's clientConfig (a URL and
+    caBundle where the webhook does not run behind the in-cluster Service, as in the sim)."""
+    names: dict[str, Any] = {
+        "kind": kind.kind,
+        "listKind": f"{kind.kind}List",
+        "plural": kind.plural,
+        "singular": kind.kind.lower(),
+    }
+    if kind.short_names:
+        names["shortNames"] = list(kind.short_names)
+    spec: dict[str, Any] = {"group": GROUP, "names": names, "scope": kind.scope}
+    if kind.serves_v1alpha2 and kind.model_v1alpha2 is not None:
+        spec["versions"] = [
+            _version(kind, VERSION, kind.model, storage=False),
+            _version(kind, VERSION_V1ALPHA2, kind.model_v1alpha2, storage=True),
+        ]
+        if kind.webhook_conversion:
+            spec["conversion"] = {
+                "strategy": "Webhook",
+                "webhook": {
+                    "conversionReviewVersions": ["v1"],
+                    "clientConfig": copy.deepcopy(dict(conversion_client_config or WEBHOOK_CLIENT_CONFIG)),
+                },
+            }
+        else:
+            spec["conversion"] = {"strategy": "None"}
+    else:
+        spec["versions"] = [_version(kind, VERSION, kind.model, storage=True)]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": kind.crd_name},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": kind.kind,
-                "listKind": f"{kind.kind}List",
-                "plural": kind.plural,
-                "singular": kind.kind.lower(),
-                "shortNames": list(kind.short_names),
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": structural_schema(kind.model)},
-                    "subresources": subresources,
-                    "additionalPrinterColumns": [dict(column) for column in kind.printer_columns],
-                }
-            ],
-        },
+        "spec": spec,
     }
 
 

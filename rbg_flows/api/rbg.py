@@ -1,5 +1,10 @@
 """RoleBasedGroup (workloads.x-k8s.io/v1alpha1): spec, status and the small accessors the
-orchestrator needs. Field names and JSON names follow RBG v0.4-v0.6; (ext) marks our extensions."""
+orchestrator needs. Field names and JSON names follow RBG v0.4-v0.6; (ext) marks our extensions.
+
+This is also the orchestrator's one internal form: a v1alpha2 object is converted to it first
+(`conversion.to_internal`). Sub-models that v1alpha2 has unchanged are defined here once and used by
+`v1alpha2.py` too; the few v1alpha2-only fields are back-ported here (marked so) to keep conversion
+lossless without annotations."""
 
 from __future__ import annotations
 
@@ -29,8 +34,12 @@ STATEFULSET: Final = "apps/v1/StatefulSet"
 DEPLOYMENT: Final = "apps/v1/Deployment"
 LEADERWORKERSET: Final = "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"
 SERVED_WORKLOADS: Final = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET)
+# The reference's v1alpha2 default workload; not served here (see docs/api.md, Versions).
+ROLEINSTANCESET: Final = "workloads.x-k8s.io/v1alpha2/RoleInstanceSet"
 
 RestartPolicy = Literal["None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart"]
+PodManagementPolicy = Literal["OrderedReady", "Parallel"]
+SharedServiceSelection = Literal["All", "LeaderOnly"]
 Phase = Literal[
     "Pending", "Deploying", "Ready", "Upgrading", "Scaling", "Recovering", "Paused", "Degraded", "Failed"
 ]
@@ -42,7 +51,7 @@ PlacementLevel = Literal["nvlink", "pcie", "rdma", "zone"]
 PlacementTier = Literal["nvlink", "pcie", "rdma", "zone", "none"]
 
 
-def _defaulted_object(model: type[KubeModel]) -> Any:
+def defaulted_object(model: type[KubeModel]) -> Any:
     # `default: {}` in the CRD lets the API server fill the nested defaults, exactly as the
     # default_factory does here, so the stored object and the parsed model agree.
     return Field(default_factory=model, json_schema_extra={"default": {}})
@@ -88,8 +97,10 @@ class InPlaceUpdateStrategy(KubeModel):
 class RollingUpdate(KubeModel):
     """Parameters of a rolling update of one role."""
 
-    type: Literal["Recreate", "InPlaceIfPossible"] | None = None
-    """InstanceSet update type in RBG (accepted for compatibility; not served)."""
+    # Both versions' spellings in both versions (v1alpha1 Recreate, v1alpha2 RecreatePod, InPlaceOnly):
+    # conversion then passes the value through unchanged.
+    type: Literal["Recreate", "RecreatePod", "InPlaceIfPossible", "InPlaceOnly"] | None = None
+    """InstanceSet/RoleInstanceSet update type in RBG (accepted for compatibility; not served)."""
     partition: IntOrPercent = 0
     """Instances with an ordinal below this (a count, or a percentage of replicas rounded up)
     keep the old revision."""
@@ -110,7 +121,7 @@ class RolloutStrategy(KubeModel):
 
     type: Literal["RollingUpdate"] = "RollingUpdate"
     """Only RollingUpdate exists."""
-    rolling_update: RollingUpdate = _defaulted_object(RollingUpdate)
+    rolling_update: RollingUpdate = defaulted_object(RollingUpdate)
     """Rolling update parameters."""
 
 
@@ -123,11 +134,18 @@ class LeaderWorkerSetTemplate(KubeModel):
     """Strategic-merge patch applied to the role template for the leader pod."""
     patch_worker_template: FreeForm | None = None
     """Strategic-merge patch applied to the role template for worker pods."""
+    shared_service_selection: SharedServiceSelection | None = None
+    """Back-ported from v1alpha2 leaderWorkerPattern: which pods the role's headless Service selects
+    (LeaderOnly is for RBG's RoleInstanceSet; accepted for compatibility; not served)."""
 
 
 class RestartPolicyConfig(KubeModel):
-    """(ext) Backoff between recreations after pod failures."""
+    """What a pod failure recreates, and the backoff between recreations (v1alpha2's field; in
+    v1alpha1 an extension)."""
 
+    type: RestartPolicy | None = None
+    """What a pod failure recreates; takes precedence over restartPolicy. Unset: restartPolicy, else
+    RecreateRoleInstanceOnPodRestart for LeaderWorkerSet roles and None otherwise."""
     base_delay_seconds: NonNegativeInt = 30
     """Delay before the first recreation; doubles on each one that follows."""
     max_delay_seconds: NonNegativeInt = 600
@@ -170,6 +188,8 @@ class ScalingAdapterSpec(KubeModel):
 
     enable: bool = False
     """Create a RoleBasedGroupScalingAdapter <rbg>-<role> owned by the group."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Back-ported from v1alpha2: extra labels of the created adapter (the group and role labels win)."""
 
 
 class InstanceComponent(KubeModel):
@@ -181,6 +201,10 @@ class InstanceComponent(KubeModel):
     """Pods of this component per instance."""
     service_name: str | None = None
     """Service governing the component's pods."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Back-ported from v1alpha2: labels merged into the component's pods."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Back-ported from v1alpha2: annotations merged into the component's pods."""
     template: FreeForm
     """A PodTemplateSpec."""
 
@@ -197,7 +221,7 @@ class RoleSpec(KubeModel):
     replicas: NonNegativeInt = 1
     """Instances of the role: pods for StatefulSet and Deployment, leader+worker groups for
     LeaderWorkerSet."""
-    workload: WorkloadSpec = _defaulted_object(WorkloadSpec)
+    workload: WorkloadSpec = defaulted_object(WorkloadSpec)
     """Workload kind; defaults to apps/v1 StatefulSet."""
     template: FreeForm | None = None
     """The role's PodTemplateSpec. Exactly one of template and templateRef."""
@@ -209,13 +233,13 @@ class RoleSpec(KubeModel):
     """Instance size and leader/worker patches for LeaderWorkerSet roles."""
     dependencies: list[str] = Field(default_factory=list)
     """Roles that must be Ready before this role's workload is created."""
-    rollout_strategy: RolloutStrategy = _defaulted_object(RolloutStrategy)
+    rollout_strategy: RolloutStrategy = defaulted_object(RolloutStrategy)
     """Rolling update parameters of this role."""
     restart_policy: RestartPolicy | None = None
-    """What a pod failure recreates; defaults to RecreateRoleInstanceOnPodRestart for LeaderWorkerSet
-    roles and None otherwise."""
+    """What a pod failure recreates (restartPolicyConfig.type wins); defaults to
+    RecreateRoleInstanceOnPodRestart for LeaderWorkerSet roles and None otherwise."""
     restart_policy_config: RestartPolicyConfig | None = None
-    """(ext) Backoff between recreations."""
+    """Restart policy type and the backoff between recreations (in v1alpha1 an extension)."""
     service_ports: list[ServicePort] = Field(default_factory=list)
     """Ports listed for this role in the discovery file."""
     engine_runtimes: list[EngineRuntime] = Field(default_factory=list)
@@ -226,6 +250,9 @@ class RoleSpec(KubeModel):
     """Seconds a new pod must be ready before it counts as available."""
     components: list[InstanceComponent] = Field(default_factory=list)
     """Components of RBG's InstanceSet workload (accepted for compatibility; not served)."""
+    pod_management_policy: PodManagementPolicy | None = None
+    """Back-ported from v1alpha2: how RBG's RoleInstanceSet creates instances (accepted for
+    compatibility; not served: StatefulSets are always Parallel)."""
 
     @property
     def is_leader_worker_set(self) -> bool:
@@ -233,6 +260,10 @@ class RoleSpec(KubeModel):
 
     @property
     def effective_restart_policy(self) -> RestartPolicy:
+        # The reference's precedence: restartPolicyConfig.type, then the older restartPolicy, then
+        # the workload's default.
+        if self.restart_policy_config is not None and self.restart_policy_config.type is not None:
+            return self.restart_policy_config.type
         if self.restart_policy is not None:
             return self.restart_policy
         return "RecreateRoleInstanceOnPodRestart" if self.is_leader_worker_set else "None"

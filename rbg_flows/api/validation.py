@@ -12,10 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rbg_flows.api.common import DNS1123_LABEL_MAX_LENGTH, is_dns1123_label, workload_name
+from rbg_flows.api.common import API_VERSION_V1ALPHA2, DNS1123_LABEL_MAX_LENGTH, is_dns1123_label
+from rbg_flows.api.conversion import ConversionError, to_internal
 from rbg_flows.api.intstr import parse_percent, resolve_int_or_percent
+from rbg_flows.api.limits import check_limits
 from rbg_flows.api.rbg import (
+    LEADERWORKERSET,
     SERVED_WORKLOADS,
+    STATEFULSET,
     RoleBasedGroup,
     RoleBasedGroupSpec,
     RoleSpec,
@@ -67,7 +71,33 @@ def errors_from_validation_error(exc: ValidationError, prefix: str = "") -> list
 
 def validate_rbg(rbg: RoleBasedGroup) -> list[FieldError]:
     """Every problem of the group's spec; empty when it can be deployed."""
-    return validate_rbg_spec(rbg.spec, rbg.metadata.name)
+    return _check_group_name(rbg) + validate_rbg_spec(rbg.spec, rbg.metadata.name)
+
+
+def _check_group_name(rbg: RoleBasedGroup) -> list[FieldError]:
+    # The API server admits any DNS subdomain for a custom object, but the name becomes a label value,
+    # a prefix of pod hostnames (no dots) and of Service names (DNS-1035: a letter first).
+    name = rbg.metadata.name
+    if not name:
+        return []
+    if not is_dns1123_label(name):
+        return [
+            FieldError(
+                path="metadata.name",
+                message=f"{name!r} must be a DNS-1123 label (at most {DNS1123_LABEL_MAX_LENGTH} lower-case "
+                "alphanumerics or '-', no dots): it prefixes pod names and is a label value",
+            )
+        ]
+    with_service = [r.name for r in rbg.spec.roles if r.workload.key in (STATEFULSET, LEADERWORKERSET)]
+    if with_service and not name[0].isalpha():
+        return [
+            FieldError(
+                path="metadata.name",
+                message=f"{name!r} must start with a letter: the headless Service {name}-{with_service[0]} "
+                "must be a DNS-1035 label",
+            )
+        ]
+    return []
 
 
 def validate_rbgs(rbgs: RoleBasedGroupSet) -> list[FieldError]:
@@ -78,7 +108,13 @@ def validate_rbgs(rbgs: RoleBasedGroupSet) -> list[FieldError]:
 
 
 def parse_rbg(obj: Mapping[str, Any]) -> tuple[RoleBasedGroup | None, list[FieldError]]:
-    """Parse and validate in one step: (model, []) when deployable, (model or None, errors) otherwise."""
+    """Parse and validate in one step: (model, []) when deployable, (model or None, errors) otherwise.
+    A v1alpha2 object is converted to the v1alpha1 form first."""
+    if obj.get("apiVersion") == API_VERSION_V1ALPHA2:
+        try:
+            obj = to_internal(obj)
+        except ConversionError as exc:
+            return None, [FieldError(path=exc.path, message=exc.message)]
     try:
         rbg = RoleBasedGroup.model_validate(obj)
     except ValidationError as exc:
@@ -105,6 +141,7 @@ def validate_rbg_spec(spec: RoleBasedGroupSpec, rbg_name: str | None, path: str 
         errors.extend(_check_role(role, (path, "roles", i), rbg_name, role_names, template_names, seen_roles))
         seen_roles.add(role.name)
 
+    errors.extend(_err(path, *e.path, msg=e.message) for e in check_limits(rbg_name, spec.roles))
     errors.extend(_check_cycles(spec.roles, path))
     errors.extend(_check_coordination(spec, path, role_names))
     errors.extend(_check_group_fields(spec, path, role_names))
@@ -145,18 +182,6 @@ def _check_role(
         )
     if role.name in seen_roles:
         errors.append(_err(*at, "name", msg=f"duplicate role name {role.name!r}"))
-    if rbg_name:
-        name = workload_name(rbg_name, role.name)
-        if len(name) > DNS1123_LABEL_MAX_LENGTH:
-            errors.append(
-                _err(
-                    *at,
-                    "name",
-                    msg=f"workload name {name!r} is {len(name)} characters, more than "
-                    f"{DNS1123_LABEL_MAX_LENGTH}: shorten the group or role name",
-                )
-            )
-
     if role.workload.key not in SERVED_WORKLOADS:
         errors.append(
             _err(

@@ -25,9 +25,33 @@ NON_RETRYABLE = frozenset({400, 401, 403, 404, 405, 415, 422})
 RETRYABLE = frozenset({409, 429, 500, 502, 503, 504})
 
 
+# A 500 is usually the server's trouble, but the API server also answers 500 when it cannot convert or
+# validate what it was sent (a quantity like `cpu: lots` that a CRD's free-form template let through
+# reaches server-side apply, which fails building the typed object). Sending the same body again fails
+# the same way forever, so those are refused like a 422. Matched on the server's own wording.
+_UNCURABLE_500 = (
+    "failed to convert new object",
+    "quantities must match the regular expression",
+    "failed to create typed patch object",
+    "failed to create typed live object",
+    "unable to convert",
+    "converting (",
+    "cannot convert",
+    "json: cannot unmarshal",
+    "unrecognized type",
+    "is invalid",
+)
+
+
+def is_uncurable(exc: ApiError) -> bool:
+    """A server error whose message says the request itself is wrong (retrying cannot help)."""
+    message = exc.message.lower()
+    return exc.status == 500 and any(fragment in message for fragment in _UNCURABLE_500)
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ApiError):
-        return exc.status in RETRYABLE
+        return exc.status in RETRYABLE and not is_uncurable(exc)
     return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
 
 
@@ -37,8 +61,9 @@ def describe(exc: ApiError) -> str:
         403: "the orchestrator's service account lacks RBAC permission for this request",
         404: "the resource or its API is not installed on this cluster",
         422: "the object is invalid",
-    }.get(exc.status, "")
-    return f"Kubernetes API {exc.status} {exc.reason}: {exc.message}" + (f" ({hint})" if hint else "")
+    }.get(exc.status, "the object cannot be converted: fix the spec" if is_uncurable(exc) else "")
+    status = f"{exc.status} {exc.reason}" if exc.reason else str(exc.status)
+    return f"Kubernetes API {status}: {exc.message}" + (f" ({hint})" if hint else "")
 
 
 class _WaitRetryAfter:

@@ -2,6 +2,17 @@
 Services, the discovery ConfigMap), plus the revision hashes and the strategic merge patch they rely
 on. No I/O: every function returns plain dicts ready for server-side apply."""
 
+from rbg_flows.api.keys import (
+    CONTROLLER_REVISION_HASH_LABEL,
+    DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION,
+    EXCLUSIVE_TOPOLOGY_ANNOTATION,
+    GROUP_NAME_LABEL,
+    GROUP_UNIQUE_KEY_LABEL,
+    POD_INDEX_LABEL,
+    ROLE_LABEL,
+    ROLE_REVISION_LABEL_PREFIX,
+    ROLE_SIZE_ANNOTATION,
+)
 from rbg_flows.manifests.discovery import (
     CONFIG_KEY,
     MOUNT_PATH,
@@ -16,15 +27,6 @@ from rbg_flows.manifests.discovery import (
 from rbg_flows.manifests.env import inject_env, role_env
 from rbg_flows.manifests.hashing import role_revision_hash, role_revision_hashes, spec_revision_hash
 from rbg_flows.manifests.labels import (
-    CONTROLLER_REVISION_HASH_LABEL,
-    DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION,
-    EXCLUSIVE_TOPOLOGY_ANNOTATION,
-    GROUP_NAME_LABEL,
-    GROUP_UNIQUE_KEY_LABEL,
-    POD_INDEX_LABEL,
-    ROLE_LABEL,
-    ROLE_REVISION_LABEL_PREFIX,
-    ROLE_SIZE_ANNOTATION,
     group_labels,
     group_unique_key,
     owner_reference,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from rbg_flows.api import RoleBasedGroup, RoleSpec, ServicePort, workload_name
+from rbg_flows.api import RoleBasedGroup, RoleSpec, ServicePort, address_service_name, workload_name
+from rbg_flows.api.limits import CONFIGMAP_MAX_BYTES, discovery_bytes
 from rbg_flows.manifests.goyaml import render_go_yaml
 from rbg_flows.manifests.labels import group_labels, identity, object_meta
 
@@ -29,21 +30,27 @@ def port_key(port: ServicePort) -> str:
     return f"port{port.port}"
 
 
-def instance_address(rbg_name: str, role_name: str, index: int) -> str:
-    """DNS name of instance `index` through the role's headless Service: `<rbg>-<role>-<i>.<rbg>-<role>`.
+def instance_address(rbg_name: str, role: RoleSpec, index: int) -> str:
+    """DNS name of instance `index`: `<rbg>-<role>-<i>.<service>` (see `address_service_name`).
 
     Written for every kind, as the reference does: it resolves for StatefulSet pods and
-    LeaderWorkerSet leaders (the LeaderWorkerSet's own Service has the same name), not for
-    Deployment pods, whose names are random.
+    LeaderWorkerSet leaders, not for Deployment pods, whose names are random.
     """
-    name = workload_name(rbg_name, role_name)
-    return f"{name}-{index}.{name}"
+    service = address_service_name(rbg_name, role.name, leader_worker_set=role.is_leader_worker_set)
+    return f"{workload_name(rbg_name, role.name)}-{index}.{service}"
 
 
 def discovery_data(rbg: RoleBasedGroup) -> dict[str, Any]:
-    """The content of config.yaml as plain data."""
+    """The content of config.yaml as plain data.
+
+    Raises ValueError, before building anything, when the file could not fit in a ConfigMap: validation
+    refuses such specs, and this keeps any other caller from building one entry per replica of an
+    unchecked spec (a role at int32 replicas once took the worker to 23 GB)."""
     _, name = identity(rbg)
     roles = rbg.spec.roles
+    size = discovery_bytes(name, roles)
+    if size > CONFIGMAP_MAX_BYTES:
+        raise ValueError(f"the discovery file would be about {size} bytes, more than {CONFIGMAP_MAX_BYTES}")
     return {
         "group": {"name": name, "size": len(roles), "roles": [role.name for role in roles]},
         "roles": {role.name: _role_entry(name, role) for role in roles},
@@ -54,7 +61,7 @@ def _role_entry(rbg_name: str, role: RoleSpec) -> dict[str, Any]:
     ports = {port_key(port): port.port for port in role.service_ports}
     instances = []
     for index in range(role.replicas):
-        instance: dict[str, Any] = {"address": instance_address(rbg_name, role.name, index)}
+        instance: dict[str, Any] = {"address": instance_address(rbg_name, role, index)}
         if ports:  # the reference omits an empty ports map
             instance["ports"] = dict(ports)
         instances.append(instance)

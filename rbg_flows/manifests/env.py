@@ -12,7 +12,7 @@ import copy
 from typing import Any, Final
 
 from rbg_flows.api import LEADERWORKERSET, STATEFULSET, RoleSpec
-from rbg_flows.manifests.labels import POD_INDEX_LABEL
+from rbg_flows.api.keys import POD_INDEX_LABEL
 
 GROUP_NAME: Final = "GROUP_NAME"
 ROLE_NAME: Final = "ROLE_NAME"

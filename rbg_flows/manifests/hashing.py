@@ -11,6 +11,7 @@ spelled in Kubernetes' vowel-free alphabet (rand.SafeEncodeString).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 from rbg_flows.api import RoleBasedGroupSpec, RoleSpec
@@ -25,10 +26,19 @@ _FNV32_OFFSET: Final = 0x811C9DC5
 _FNV32_PRIME: Final = 0x01000193
 
 
-def role_revision_hash(spec: RoleBasedGroupSpec, role: RoleSpec) -> str:
-    """Hash of what the role's objects are built from: the role spec (without the fields above) and
-    the role template it references, so editing a shared template changes the hash of every role
-    that uses it and of no other."""
+# Where the fingerprints of RollingUpdate engine runtime profiles go in the hashed data; absent when a
+# role uses none, so every hash from before profiles were served is unchanged.
+_PROFILES_KEY: Final = "$engineRuntimeProfiles"
+
+
+def role_revision_hash(
+    spec: RoleBasedGroupSpec, role: RoleSpec, profiles: Mapping[str, str] | None = None
+) -> str:
+    """Hash of what the role's objects are built from: the role spec (without the fields above), the
+    role template it references, so editing a shared template changes the hash of every role that uses
+    it and of no other, and the fingerprints (`profiles`, by name) of the RollingUpdate engine runtime
+    profiles it names, so a change of one is a new revision of the roles using it. NoUpdate profiles
+    are not in `profiles`: their changes make no revision."""
     data = role.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude_none=True)
     for key in _ROLE_FIELDS_NOT_HASHED:
         data.pop(key, None)
@@ -36,21 +46,33 @@ def role_revision_hash(spec: RoleBasedGroupSpec, role: RoleSpec) -> str:
     data["restartPolicy"] = role.effective_restart_policy
     if role.template_ref is not None:
         data["$roleTemplate"] = spec.role_template(role.template_ref.name).template
+    used = _used(profiles or {}, [rt.profile_name for rt in role.engine_runtimes])
+    if used:
+        data[_PROFILES_KEY] = used
     return _hash(data)
 
 
-def role_revision_hashes(spec: RoleBasedGroupSpec) -> dict[str, str]:
+def role_revision_hashes(
+    spec: RoleBasedGroupSpec, profiles: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """role name -> role_revision_hash, for every role of the spec."""
-    return {role.name: role_revision_hash(spec, role) for role in spec.roles}
+    return {role.name: role_revision_hash(spec, role, profiles) for role in spec.roles}
 
 
-def spec_revision_hash(spec: RoleBasedGroupSpec) -> str:
-    """Hash of the whole spec with every role's replicas left out: equal for two specs that differ
-    only by scale."""
+def spec_revision_hash(spec: RoleBasedGroupSpec, profiles: Mapping[str, str] | None = None) -> str:
+    """Hash of the whole spec with every role's replicas left out (equal for two specs that differ
+    only by scale), and the fingerprints of the RollingUpdate profiles its roles name."""
     data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude_none=True)
     for role in data.get("roles", []):
         role.pop("replicas", None)
+    used = _used(profiles or {}, [rt.profile_name for role in spec.roles for rt in role.engine_runtimes])
+    if used:
+        data[_PROFILES_KEY] = used
     return _hash(data)
+
+
+def _used(profiles: Mapping[str, str], names: list[str]) -> dict[str, str]:
+    return {name: profiles[name] for name in names if name in profiles}
 
 
 def _hash(data: Any) -> str:

@@ -8,28 +8,16 @@ must stay byte-identical to RBG v0.4-v0.6.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final
+from typing import Any
 
 from rbg_flows.api import API_VERSION, RoleBasedGroup, RoleSpec
+from rbg_flows.api.keys import (
+    GROUP_NAME_LABEL,
+    GROUP_UNIQUE_KEY_LABEL,
+    ROLE_LABEL,
+    ROLE_REVISION_LABEL_PREFIX,
+)
 from rbg_flows.api.rbg import KIND
-
-PREFIX: Final = "rolebasedgroup.workloads.x-k8s.io/"
-
-GROUP_NAME_LABEL: Final = PREFIX + "name"
-ROLE_LABEL: Final = PREFIX + "role"
-GROUP_UNIQUE_KEY_LABEL: Final = PREFIX + "group-unique-key"
-ROLE_REVISION_LABEL_PREFIX: Final = PREFIX + "role-revision-hash-"
-CONTROLLER_REVISION_HASH_LABEL: Final = PREFIX + "controller-revision-hash"
-
-# Replicas of the role when the workload was last applied. Only on the workload object, never on the
-# pod template: scaling must not roll pods.
-ROLE_SIZE_ANNOTATION: Final = PREFIX + "role-size"
-EXCLUSIVE_TOPOLOGY_ANNOTATION: Final = PREFIX + "exclusive-topology"
-DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION: Final = PREFIX + "disable-exclusive-topology"
-
-# Set by the StatefulSet controller on every pod it creates (and so on LeaderWorkerSet pods, which
-# are created by StatefulSets); the source of ROLE_INDEX.
-POD_INDEX_LABEL: Final = "apps.kubernetes.io/pod-index"
 
 
 def role_revision_label(role_name: str) -> str:

@@ -1,5 +1,5 @@
 """The pod template a workload gets: the role's template plus the group's labels, environment,
-discovery mount and exclusive-topology affinity.
+discovery mount, exclusive-topology affinity and engine runtime profiles.
 
 Nothing here depends on replicas, so a scale never changes a pod template (and never rolls pods).
 """
@@ -7,23 +7,32 @@ Nothing here depends on replicas, so a scale never changes a pod template (and n
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from rbg_flows.api import RoleBasedGroup, RoleSpec
-from rbg_flows.manifests.discovery import mount_discovery
-from rbg_flows.manifests.env import inject_env, role_env
-from rbg_flows.manifests.labels import (
+from rbg_flows.api.keys import (
     DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION,
     EXCLUSIVE_TOPOLOGY_ANNOTATION,
+    GROUP_EXCLUSIVE_TOPOLOGY_ANNOTATION,
     GROUP_UNIQUE_KEY_LABEL,
-    group_unique_key,
-    identity,
-    role_labels,
+    ROLE_DISABLE_EXCLUSIVE_ANNOTATION,
 )
+from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
+from rbg_flows.manifests.discovery import mount_discovery
+from rbg_flows.manifests.engine_runtime import inject_engine_runtimes
+from rbg_flows.manifests.env import inject_env, role_env
+from rbg_flows.manifests.labels import group_unique_key, identity, role_labels
 
 
-def finish_pod_template(rbg: RoleBasedGroup, role: RoleSpec, template: dict[str, Any]) -> dict[str, Any]:
-    """`template` (a resolved PodTemplateSpec) ready to embed in the role's workload."""
+def finish_pod_template(
+    rbg: RoleBasedGroup,
+    role: RoleSpec,
+    template: dict[str, Any],
+    profiles: Mapping[str, ClusterEngineRuntimeProfileSpec] | None = None,
+) -> dict[str, Any]:
+    """`template` (a resolved PodTemplateSpec) ready to embed in the role's workload; `profiles` (by
+    name) are the engine runtime profiles the role names, resolved by the caller."""
     _, name = identity(rbg)
     source = copy.deepcopy(template)
     meta = source.pop("metadata", None) or {}
@@ -35,6 +44,9 @@ def finish_pod_template(rbg: RoleBasedGroup, role: RoleSpec, template: dict[str,
         meta["annotations"] = annotations
     out = _exclusive_topology(rbg, out)
     out = mount_discovery(out, name)
+    # The reference's order: its sidecars come after the discovery mount (they do not get it) and
+    # before the environment (they do get that).
+    out = inject_engine_runtimes(out, role.name, role.engine_runtimes, profiles or {})
     return inject_env(out, role_env(name, role))
 
 
@@ -44,9 +56,14 @@ def _exclusive_topology(rbg: RoleBasedGroup, template: dict[str, Any]) -> dict[s
 
     The affinity selects on the group-unique-key label, which role_labels puts on every pod.
     """
-    topology_key = rbg.metadata.annotations.get(EXCLUSIVE_TOPOLOGY_ANNOTATION)
+    group = rbg.metadata.annotations
+    # v1alpha1's spelling, or the one the reference writes since v0.8 (what a v1alpha2 manifest carries).
+    topology_key = group.get(EXCLUSIVE_TOPOLOGY_ANNOTATION) or group.get(GROUP_EXCLUSIVE_TOPOLOGY_ANNOTATION)
     annotations = template["metadata"].get("annotations") or {}
-    if not topology_key or annotations.get(DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION) == "true":
+    exempt = annotations.get(DISABLE_EXCLUSIVE_TOPOLOGY_ANNOTATION) == "true" or bool(
+        annotations.get(ROLE_DISABLE_EXCLUSIVE_ANNOTATION)  # the reference exempts on any value of its key
+    )
+    if not topology_key or exempt:
         return template
     unique_key = group_unique_key(*identity(rbg))
     template["metadata"]["annotations"] = {**annotations, EXCLUSIVE_TOPOLOGY_ANNOTATION: topology_key}

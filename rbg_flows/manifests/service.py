@@ -1,5 +1,6 @@
-"""The headless Service `<rbg>-<role>` that gives StatefulSet pods their DNS names
-(`<rbg>-<role>-<i>.<rbg>-<role>`, the addresses of the discovery file).
+"""The headless Service `s-<rbg>-<role>` that gives StatefulSet pods their DNS names
+(`<rbg>-<role>-<i>.s-<rbg>-<role>`, the addresses of the discovery file), named as the reference names it
+since v0.5 (v0.4's `<rbg>-<role>` is migrated away from: activities/service_names.py).
 
 LeaderWorkerSet roles get theirs from the LeaderWorkerSet controller, Deployment roles none.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rbg_flows.api import RoleBasedGroup, RoleSpec, workload_name
+from rbg_flows.api import RoleBasedGroup, RoleSpec, service_name
 from rbg_flows.manifests.labels import identity, object_meta, role_labels, role_selector
 
 
@@ -27,7 +28,7 @@ def build_headless_service(rbg: RoleBasedGroup, role: RoleSpec) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(rbg, workload_name(name, role.name), role_labels(rbg, role)),
+        "metadata": object_meta(rbg, service_name(name, role.name), role_labels(rbg, role)),
         "spec": spec,
     }
 

@@ -8,6 +8,7 @@ template is `podtemplate.finish_pod_template` of the role's template.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from rbg_flows.api import (
@@ -17,65 +18,72 @@ from rbg_flows.api import (
     RoleBasedGroup,
     RoleSpec,
     resolve_int_or_percent,
+    service_name,
     workload_name,
 )
 from rbg_flows.api.intstr import parse_percent
+from rbg_flows.api.keys import ROLE_SIZE_ANNOTATION
+from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
+from rbg_flows.manifests.engine_runtime import PINNED_ANNOTATION, pinned_annotation, rolling_fingerprints
 from rbg_flows.manifests.hashing import role_revision_hash
-from rbg_flows.manifests.labels import (
-    ROLE_SIZE_ANNOTATION,
-    identity,
-    object_meta,
-    role_labels,
-    role_revision_label,
-)
+from rbg_flows.manifests.labels import identity, object_meta, role_labels, role_revision_label
 from rbg_flows.manifests.podtemplate import finish_pod_template
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.template import leader_worker_templates, resolve_pod_template
 
 LWS_API_VERSION: Final = "leaderworkerset.x-k8s.io/v1"
 
+Profiles = Mapping[str, ClusterEngineRuntimeProfileSpec]
 
-def build_workload(rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None) -> dict[str, Any]:
+
+def build_workload(
+    rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None, profiles: Profiles | None = None
+) -> dict[str, Any]:
     """The role's workload object.
 
     `partition` overrides the one from rolloutStrategy (StatefulSet and LeaderWorkerSet), for the
     upgrade operation that moves it step by step; re-applying the object must then pass the current
-    value, or the apply would reset it.
+    value, or the apply would reset it. `profiles` are the engine runtime profiles the role names (by
+    name), resolved and pinned by the caller (`engine_runtime.pin_profiles`).
     """
     kind = role.workload.key
     if kind == STATEFULSET:
-        return build_statefulset(rbg, role, partition=partition)
+        return build_statefulset(rbg, role, partition=partition, profiles=profiles)
     if kind == DEPLOYMENT:
-        return build_deployment(rbg, role)
+        return build_deployment(rbg, role, profiles=profiles)
     if kind == LEADERWORKERSET:
-        return build_leaderworkerset(rbg, role, partition=partition)
+        return build_leaderworkerset(rbg, role, partition=partition, profiles=profiles)
     raise ValueError(f"role {role.name!r}: workload {kind} is not served")
 
 
-def build_role_objects(rbg: RoleBasedGroup, role: RoleSpec) -> list[dict[str, Any]]:
+def build_role_objects(
+    rbg: RoleBasedGroup, role: RoleSpec, profiles: Profiles | None = None
+) -> list[dict[str, Any]]:
     """What one role owns: its workload, and the headless Service for a StatefulSet role."""
-    objects = [build_workload(rbg, role)]
+    objects = [build_workload(rbg, role, profiles=profiles)]
     if role.workload.key == STATEFULSET:
         objects.append(build_headless_service(rbg, role))
     return objects
 
 
-def build_statefulset(rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None) -> dict[str, Any]:
+def build_statefulset(
+    rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None, profiles: Profiles | None = None
+) -> dict[str, Any]:
     _, name = identity(rbg)
     rolling = role.rollout_strategy.rolling_update
     rolling_update: dict[str, Any] = {"partition": _partition(role, partition)}
     # A StatefulSet refuses maxUnavailable 0; with maxSurge only, the orchestrator surges instead.
     if _literal_value(rolling.max_unavailable) != 0:
         rolling_update["maxUnavailable"] = rolling.max_unavailable
-    template = finish_pod_template(rbg, role, resolve_pod_template(rbg.spec, role))
+    template = finish_pod_template(rbg, role, resolve_pod_template(rbg.spec, role), profiles)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _workload_meta(rbg, role),
+        "metadata": _workload_meta(rbg, role, profiles),
         "spec": {
             "replicas": role.replicas,
             "selector": {"matchLabels": role_labels(rbg, role)},
-            "serviceName": workload_name(name, role.name),
+            "serviceName": service_name(name, role.name),
             # Instances of a role start together (an engine waits for its peers); ordered start
             # would deadlock them.
             "podManagementPolicy": "Parallel",
@@ -86,13 +94,15 @@ def build_statefulset(rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | N
     }
 
 
-def build_deployment(rbg: RoleBasedGroup, role: RoleSpec) -> dict[str, Any]:
+def build_deployment(
+    rbg: RoleBasedGroup, role: RoleSpec, *, profiles: Profiles | None = None
+) -> dict[str, Any]:
     rolling = role.rollout_strategy.rolling_update
-    template = finish_pod_template(rbg, role, resolve_pod_template(rbg.spec, role))
+    template = finish_pod_template(rbg, role, resolve_pod_template(rbg.spec, role), profiles)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _workload_meta(rbg, role),
+        "metadata": _workload_meta(rbg, role, profiles),
         "spec": {
             "replicas": role.replicas,
             "selector": {"matchLabels": role_labels(rbg, role)},
@@ -107,22 +117,22 @@ def build_deployment(rbg: RoleBasedGroup, role: RoleSpec) -> dict[str, Any]:
 
 
 def build_leaderworkerset(
-    rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None
+    rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None, profiles: Profiles | None = None
 ) -> dict[str, Any]:
     rolling = role.rollout_strategy.rolling_update
     leader, worker = leader_worker_templates(rbg.spec, role)
     return {
         "apiVersion": LWS_API_VERSION,
         "kind": "LeaderWorkerSet",
-        "metadata": _workload_meta(rbg, role),
+        "metadata": _workload_meta(rbg, role, profiles),
         "spec": {
             "replicas": role.replicas,
             "startupPolicy": "LeaderCreated",
             "leaderWorkerTemplate": {
                 "size": role.pods_per_instance,
                 "restartPolicy": lws_restart_policy(role),
-                "leaderTemplate": _without_nulls(finish_pod_template(rbg, role, leader)),
-                "workerTemplate": _without_nulls(finish_pod_template(rbg, role, worker)),
+                "leaderTemplate": _without_nulls(finish_pod_template(rbg, role, leader, profiles)),
+                "workerTemplate": _without_nulls(finish_pod_template(rbg, role, worker, profiles)),
             },
             "rolloutStrategy": {
                 "type": "RollingUpdate",
@@ -146,13 +156,17 @@ def lws_restart_policy(role: RoleSpec) -> str:
     return "None" if role.effective_restart_policy == "None" else "RecreateGroupOnPodRestart"
 
 
-def _workload_meta(rbg: RoleBasedGroup, role: RoleSpec) -> dict[str, Any]:
+def _workload_meta(rbg: RoleBasedGroup, role: RoleSpec, profiles: Profiles | None) -> dict[str, Any]:
+    fingerprints = rolling_fingerprints(role, profiles or {})
     labels = {
         **role.labels,
         **role_labels(rbg, role),
-        role_revision_label(role.name): role_revision_hash(rbg.spec, role),
+        role_revision_label(role.name): role_revision_hash(rbg.spec, role, fingerprints),
     }
     annotations = {**role.annotations, ROLE_SIZE_ANNOTATION: str(role.replicas)}
+    pinned = pinned_annotation(role, profiles or {})
+    if pinned is not None:
+        annotations[PINNED_ANNOTATION] = pinned
     _, name = identity(rbg)
     return object_meta(rbg, workload_name(name, role.name), labels, annotations)
 

@@ -8,32 +8,25 @@ parse, which Deploy then refuses with the field path).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
-
-from pydantic import BaseModel, Field
 
 from rbg_flows.api import parse_rbg
 from rbg_flows.manifests.hashing import role_revision_hashes, spec_revision_hash
+from rbg_flows.messages import Fingerprint
 
 OperationKind = Literal["deploy", "upgrade", "scale"]
 
 
-class Fingerprint(BaseModel):
-    """What classification needs of one spec: its revision hash, each role's hash and replicas."""
-
-    spec_hash: str
-    role_hashes: dict[str, str] = Field(default_factory=dict)
-    replicas: dict[str, int] = Field(default_factory=dict)
-
-
-def fingerprint(obj: dict[str, Any]) -> Fingerprint | None:
-    """The fingerprint of a RoleBasedGroup object, or None when it does not validate."""
+def fingerprint(obj: dict[str, Any], profiles: Mapping[str, str] | None = None) -> Fingerprint | None:
+    """The fingerprint of a RoleBasedGroup object built with these RollingUpdate engine runtime profiles
+    (fingerprints by name), or None when it does not validate."""
     rbg, errors = parse_rbg(obj)
     if rbg is None or errors:
         return None
     return Fingerprint(
-        spec_hash=spec_revision_hash(rbg.spec),
-        role_hashes=role_revision_hashes(rbg.spec),
+        spec_hash=spec_revision_hash(rbg.spec, profiles),
+        role_hashes=role_revision_hashes(rbg.spec, profiles),
         replicas={role.name: role.replicas for role in rbg.spec.roles},
     )
 

@@ -34,7 +34,8 @@ def _spec(revision: JSON) -> JSON:
 
 
 def _role_hashes(revision: JSON) -> dict[str, str]:
-    return role_revision_hashes(RoleBasedGroupSpec.model_validate(_spec(revision)))
+    profiles = (revision.get("data") or {}).get("engineRuntimeProfiles") or {}
+    return role_revision_hashes(RoleBasedGroupSpec.model_validate(_spec(revision)), profiles)
 
 
 def change_summary(before: JSON | None, after: JSON) -> str:

@@ -23,10 +23,13 @@ def partition_for(on_target: Sequence[bool], want: int, floor: int = 0) -> int:
     """The smallest partition >= floor whose updated count is at most `want` (`len(on_target)` holds
     every pod where it is)."""
     n = len(on_target)
-    for p in range(max(0, min(floor, n)), n + 1):
-        if updated_at(on_target, p) <= want:
-            return p
-    return n
+    p = max(0, min(floor, n))
+    # One pass with a running count: recounting for every candidate would be quadratic in the replicas.
+    updated = sum(on_target[:p]) + (n - p)
+    while p < n and updated > want:
+        updated += int(on_target[p]) - 1  # ordinal p stays where it is instead of moving
+        p += 1
+    return p
 
 
 def step_target(on_target: Sequence[bool], floor: int, after: int) -> tuple[int, int]:

@@ -34,12 +34,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sv.add_argument("--no-lws", action="store_true", help="do not run the LeaderWorkerSet controller")
     sv.add_argument("--clean", action="store_true", help="forget the previous cluster state first")
     sv.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="do not run the CRD conversion webhook (CRDs installed with conversion cannot then convert)",
+    )
+    sv.add_argument(
         "--toleration-seconds",
         type=int,
         default=10,
         help="how long pods stay on a NotReady/unreachable node before eviction",
     )
+    sv.add_argument(
+        "--audit-log",
+        type=Path,
+        help="the API server writes an audit log here (JSON lines, every request at Metadata level)",
+    )
     sv.set_defaults(func=_serve)
+
+    c = s.add_parser(
+        "crds", help="install the CRDs (current KUBECONFIG), their conversion webhook the sim's local one"
+    )
+    c.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="the running sim's (its sim.json)")
+    c.set_defaults(func=_crds)
 
     n = s.add_parser("nodes", help="run only the node simulator, against the current KUBECONFIG")
     n.add_argument("--topology", type=Path)
@@ -108,9 +124,29 @@ def _serve(args: argparse.Namespace) -> int:
         fault_proxy=args.fault_proxy,
         lws=not args.no_lws,
         clean=args.clean,
+        webhook=not args.no_webhook,
         toleration_seconds=args.toleration_seconds,
+        audit_log=args.audit_log.absolute() if args.audit_log else None,
     )
     asyncio.run(serve(opts))
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from rbg_flows.kube.crds import install_crds
+    from rbg_flows.sim.serve import info_path
+    from rbg_flows.sim.webhook import published_client_config
+
+    conversion = published_client_config(json.loads(info_path(args.state_dir.absolute()).read_text()))
+    if conversion is None:
+        print("this sim runs no conversion webhook (started with --no-webhook)", file=sys.stderr)
+        return 1
+
+    async def run() -> list[str]:
+        async with await KubeClient.from_kubeconfig() as client:
+            return await install_crds(client, conversion_client_config=conversion)
+
+    print("\n".join(asyncio.run(run())))
     return 0
 
 

@@ -31,6 +31,16 @@ log = structlog.get_logger(__name__)
 FEATURE_GATES = "--feature-gates=MaxUnavailableStatefulSet=true"
 
 
+# Every request once, at Metadata level (who, verb, resource, namespace, code; no bodies), when its response
+# starts (watches) or completes: enough to count requests by client and verb without logging payloads.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+"""
+
+
 class StartError(RuntimeError):
     pass
 
@@ -44,6 +54,8 @@ class ControlPlaneConfig:
     node_monitor_grace_seconds: int = 20
     api_qps: int = 300
     extra_apiserver_flags: list[str] = field(default_factory=list)
+    # Where the API server writes its audit log (JSON lines, AUDIT_POLICY); None: no audit log.
+    audit_log: Path | None = None
 
 
 @dataclass
@@ -212,6 +224,7 @@ class ControlPlane:
                 "--profiling=false",
                 FEATURE_GATES,
                 "--v=1",
+                *self._audit_flags(),
                 *self.cfg.extra_apiserver_flags,
             ],
         )
@@ -219,6 +232,19 @@ class ControlPlane:
         ctx.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
         self._ssl = ctx
         self._wait("kube-apiserver /readyz", lambda: http_ok(f"{self.server_url}/readyz", ctx), deadline)
+
+    def _audit_flags(self) -> list[str]:
+        if self.cfg.audit_log is None:
+            return []
+        policy = self.dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        self.cfg.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.cfg.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",  # one file, never rotated: a reader counts every request of the run
+        ]
 
     def _start_controllers(self) -> None:
         assert self.pki

@@ -1,7 +1,9 @@
 """`rbg-flows sim serve`: the whole local cluster in one foreground process.
 
 Order: binaries → control plane → node simulator (nodes Ready) → LWS (CRD, controller, webhooks) →
-optional fault proxy → the kubeconfig file, written last so a caller can wait for it to appear.
+the CRD conversion webhook and the control endpoint that stops and starts it → optional fault proxy →
+the kubeconfig file, written last so a caller can wait for it to appear. The CRDs are not installed here
+(the caller installs them, pointed at `webhookUrl` with `webhookCaBundle` from sim.json).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from typing import Any
 
 import structlog
 
-from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.client import KubeClient, user_agent
 from rbg_flows.sim.build import SimBinaries, ensure_binaries
+from rbg_flows.sim.control import control_server
 from rbg_flows.sim.controlplane import ControlPlane, ControlPlaneConfig, clean_state
 from rbg_flows.sim.kubeconfig import build_kubeconfig, write_atomic
 from rbg_flows.sim.lws import LwsController
 from rbg_flows.sim.nodesim import NodeSimulator, NodeSimulatorConfig
 from rbg_flows.sim.topology import Topology
+from rbg_flows.sim.webhook import SimWebhook
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +45,8 @@ class ServeOptions:
     clean: bool = False
     toleration_seconds: int = 10
     node_monitor_grace_seconds: int | None = None
+    audit_log: Path | None = None
+    webhook: bool = True
 
 
 def info_path(state_dir: Path) -> Path:
@@ -77,6 +83,7 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
             port=opts.port,
             toleration_seconds=opts.toleration_seconds,
             node_monitor_grace_seconds=grace,
+            audit_log=opts.audit_log,
         ),
     )
     stop = asyncio.Event()
@@ -88,10 +95,12 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
     lws: LwsController | None = None
     sim: NodeSimulator | None = None
     client: KubeClient | None = None
+    webhook: SimWebhook | None = None
+    controls = contextlib.AsyncExitStack()
     try:
         await asyncio.to_thread(cp.start)
         assert cp.pki
-        client = await KubeClient.from_kubeconfig(cp.admin_kubeconfig)
+        client = await KubeClient.from_kubeconfig(cp.admin_kubeconfig, agent=user_agent("sim"))
         sim = NodeSimulator(client, opts.topology, sim_cfg)
         await sim.start()
         await wait_nodes_ready(client, set(sim.nodes))
@@ -108,6 +117,17 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
             "kubernetesVersion": bins.kubernetes_version,
             "nodes": sorted(sim.nodes),
         }
+        if opts.webhook:
+            webhook = SimWebhook(opts.state_dir, cp.pki)
+            await webhook.start()
+            config = webhook.client_config()
+            control = await controls.enter_async_context(control_server(webhook))
+            info.update(
+                webhookUrl=config["url"],
+                webhookCaBundle=config["caBundle"],
+                webhookMetrics=webhook.metrics_url,
+                simControl=control,
+            )
         if opts.fault_proxy:
             from rbg_flows.sim.faultproxy import FaultProxy
 
@@ -138,6 +158,9 @@ async def serve(opts: ServeOptions, binaries: SimBinaries | None = None) -> None
         opts.kubeconfig.unlink(missing_ok=True)
         if proxy:
             await proxy.stop()
+        await controls.aclose()
+        if webhook:
+            await webhook.stop()
         if sim:
             await sim.stop()
         if client:

@@ -1,94 +1,196 @@
-"""kopf handlers. Each only translates an event into a signal; all logic lives in the workflows."""
+"""kopf handlers. Each only translates an event into a signal; all logic lives in the workflows.
+
+Every handler is a stateless `on.event` handler: kopf keeps no diff base, progress or finalizer on the
+user's objects and writes nothing to them (a handler returning None stores no result). A RoleBasedGroup is
+signalled when its generation moves past the last one signalled by this process, and on the first sight
+after a start; the entity ignores a generation it has seen, which is what makes the repeats harmless.
+
+A ClusterEngineRuntimeProfile is signalled the same way to every group whose roles name it, found in a
+map the handlers keep (`profile_users.ProfileUsers`; not a kopf index, which holds every handler until
+every watched namespace is listed); the entity ignores a profile content it has built with.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
+import structlog
+from pydantic import ValidationError
 
-from rbg_flows.watcher.signaller import ANNOTATION_PREFIX, Signaller
+from rbg_flows.api.common import GROUP, VERSION
+from rbg_flows.api.keys import GROUP_NAME_LABEL
+from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
+from rbg_flows.messages import ProfileChange, profile_fingerprint
+from rbg_flows.observability.metrics import SIGNAL_LATENCY
+from rbg_flows.watcher import cluster
+from rbg_flows.watcher.cluster import RBG
+from rbg_flows.watcher.profile_users import ProfileUsers
+from rbg_flows.watcher.signaller import Signaller
 
-RBG = ("workloads.x-k8s.io", "v1alpha1", "rolebasedgroups")
-NAME_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+log = structlog.get_logger(__name__)
+
 WORKLOADS = (
     ("apps", "v1", "statefulsets"),
     ("apps", "v1", "deployments"),
     ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
 )
+PROFILES = (GROUP, VERSION, "clusterengineruntimeprofiles")
+MAX_RETRY_DELAY = 30.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    # kopf's own bookkeeping goes to annotations under our prefix, never to .status (the orchestrator's).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
 
 
-def build_registry(signaller: Signaller) -> kopf.OperatorRegistry:
+async def deliver(what: str, send: Callable[[], Awaitable[None]]) -> None:
+    """Send a signal until Temporal takes it. kopf never retries an `on.event` handler, and a lost signal
+    would leave a change unseen until the object changes again; kopf queues the object's later events
+    meanwhile and hands over the newest."""
+    delay = 1.0
+    while True:
+        try:
+            await send()
+            return
+        except Exception as e:
+            log.warning("could not signal the workflow; retrying", what=what, error=str(e) or repr(e))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+
+DELETED_GENERATION = 1 << 62  # past any generation: a deleted workload is always drift
+
+
+def group_owner(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The RoleBasedGroup that controls a workload, from its owner references."""
+    return next(
+        (
+            o
+            for o in meta.get("ownerReferences") or []
+            if o.get("kind") == "RoleBasedGroup" and o.get("controller")
+        ),
+        None,
+    )
+
+
+def drift_generation(type: str | None, meta: Mapping[str, Any], seen: dict[str, int]) -> int | None:
+    """The generation to report as drift for this workload event, or None when there is nothing to say;
+    `seen` (uid -> generation last handled) is updated.
+
+    A deleted workload is drift: the repair re-creates it. A workload at generation 1 has not changed
+    since it was created, and only we create them, so it cannot differ from what we applied: the one
+    signal per role each deploy used to cost (and every workload again after a watcher restart) is not
+    sent. A newer generation than the last seen is reported; the entity compares it with the generation
+    its own apply left, so our own updates are recognised there."""
+    uid = meta["uid"]
+    if type == "DELETED":
+        seen.pop(uid, None)
+        return DELETED_GENERATION
+    generation = int(meta.get("generation") or 0)
+    if generation <= max(1, seen.get(uid, 0)):
+        return None
+    seen[uid] = generation
+    return generation
+
+
+def profiles_named(body: Mapping[str, Any]) -> list[str]:
+    """The ClusterEngineRuntimeProfiles a RoleBasedGroup's roles name, each once."""
+    roles = (body.get("spec") or {}).get("roles") or []
+    names = (rt.get("profileName") for role in roles for rt in role.get("engineRuntimes") or [])
+    return list(dict.fromkeys(str(n) for n in names if n))
+
+
+def profile_change(body: Mapping[str, Any]) -> ProfileChange | None:
+    """What to tell the groups using this profile, or None when it does not parse (a worker refusing the
+    groups that use it says why, with the field path)."""
+    try:
+        spec = ClusterEngineRuntimeProfileSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    return ProfileChange(
+        name=body["metadata"]["name"],
+        fingerprint=profile_fingerprint(spec),
+        update_strategy=spec.update_strategy,
+    )
+
+
+def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    # Workload generations already signalled, so status churn during a rollout sends nothing.
-    seen: dict[str, int] = {}
+    # Generations already signalled, per object uid: status writes and resyncs of kopf's watch send
+    # nothing. Only a memo of this process: a restart signals every group once more.
+    signalled: dict[str, int] = {}
+    seen_workloads: dict[str, int] = {}
+    seen_profiles: dict[str, int] = {}
+    users = ProfileUsers()
 
     @kopf.on.login(registry=registry)
-    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A registry of our own has none of kopf's default login handlers: in-cluster first, then kubeconfig.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        # Through the official client, so exec credential plugins run; kopf calls this again on a 401.
+        return cluster.login(kubeconfig)
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
 
-    async def spec(body: kopf.Body, **_: Any) -> None:
-        try:
-            await signaller.spec(body)
-        except Exception as e:  # Temporal unreachable: kopf retries the handler with its backoff
-            raise kopf.TemporaryError(f"could not signal the workflow: {e}", delay=5) from e
-
-    for decorator in (
-        kopf.on.resume(*RBG, registry=registry),
-        kopf.on.create(*RBG, registry=registry),
-        kopf.on.update(*RBG, field="spec", registry=registry),
-    ):
-        decorator(spec)
-
     @kopf.on.event(*RBG, registry=registry)
-    async def _deleted(type: str, body: kopf.Body, **_: Any) -> None:
+    async def _group(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         if type == "DELETED":
-            meta = body["metadata"]
-            await signaller.deleted(meta["namespace"], meta["name"], meta["uid"])
+            signalled.pop(uid, None)
+            users.group_gone((ns, name))
+            with SIGNAL_LATENCY.labels(signal="deleted").time():
+                await deliver(f"deleted {ns}/{name}", lambda: signaller.deleted(ns, name, uid))
+            return
+        generation = int(meta.get("generation") or 1)
+        if signalled.get(uid, 0) >= generation:
+            return
+        # From the handler's call (kopf hands the event over) to Temporal accepting it, retries included.
+        with SIGNAL_LATENCY.labels(signal="spec").time():
+            await deliver(f"spec {ns}/{name} generation {generation}", lambda: signaller.spec(body))
+        signalled[uid] = max(generation, signalled.get(uid, 0))
+        # Profiles it names that were seen before it (at a start, or named by this new generation).
+        for change in users.group_seen((ns, name), profiles_named(body)):
+            await tell_profile(change, ns, name)
 
-    async def workload_event(type: str, body: kopf.Body, **_: Any) -> None:
+    async def tell_profile(change: ProfileChange, ns: str, name: str) -> None:
+        with SIGNAL_LATENCY.labels(signal="profile").time():
+            await deliver(
+                f"profile {change.name} to {ns}/{name}", lambda: signaller.profile(ns, name, change)
+            )
+
+    @kopf.on.event(*PROFILES, registry=registry)
+    async def _profile(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body["metadata"]
         if type == "DELETED":
-            seen.pop(meta["uid"], None)
-        owner = next(
-            (
-                o
-                for o in meta.get("ownerReferences") or []
-                if o.get("kind") == "RoleBasedGroup" and o.get("controller")
-            ),
-            None,
-        )
-        generation = int(meta.get("generation") or 0)
-        if owner is None or (type != "DELETED" and seen.get(meta["uid"], 0) >= generation):
+            # Nothing rolls for a deletion: the next build of a group using it refuses it, by name.
+            seen_profiles.pop(meta["uid"], None)
+            users.profile_gone(meta["name"])
             return
-        seen[meta["uid"]] = generation
-        # A deleted workload is drift too: the repair re-creates it.
-        await signaller.drift(
-            meta["namespace"],
-            owner["name"],
-            owner["uid"],
-            meta["name"],
-            generation if type != "DELETED" else 1 << 62,
-        )
+        generation = int(meta.get("generation") or 1)
+        change = profile_change(body)
+        if change is None or seen_profiles.get(meta["uid"], 0) >= generation:
+            return
+        for ns, name in users.profile_seen(change):
+            await tell_profile(change, ns, name)
+        seen_profiles[meta["uid"]] = generation
+
+    async def workload_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        owner = group_owner(meta)
+        drift = drift_generation(type, meta, seen_workloads)
+        if owner is None or drift is None:
+            return
+        with SIGNAL_LATENCY.labels(signal="drift").time():
+            await signaller.drift(meta["namespace"], owner["name"], owner["uid"], meta["name"], drift)
 
     for group, version, plural in WORKLOADS:
-        kopf.on.event(group, version, plural, labels={NAME_LABEL: kopf.PRESENT}, registry=registry)(
+        kopf.on.event(group, version, plural, labels={GROUP_NAME_LABEL: kopf.PRESENT}, registry=registry)(
             workload_event
         )
     return registry

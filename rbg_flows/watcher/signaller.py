@@ -9,53 +9,67 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from rbg_flows.workflows.entity import RoleBasedGroupWorkflow, start_attributes
-from rbg_flows.workflows.types import (
+from rbg_flows.api.conversion import internal_form
+from rbg_flows.messages import (
     ANNOTATION_PREFIX,
+    ENTITY_WORKFLOW,
     DriftEvent,
     EntityInput,
+    ProfileChange,
     RbgKey,
-    Timeouts,
     spec_event,
+    start_attributes,
 )
 
 __all__ = ["ANNOTATION_PREFIX", "Signaller", "spec_event"]
 
 
 class Signaller:
-    def __init__(self, client: Client, task_queue: str, timeouts: Timeouts | None = None):
+    def __init__(self, client: Client, task_queue: str, cluster: str = ""):
         self.client = client
         self.task_queue = task_queue
-        self.timeouts = timeouts or Timeouts()
+        self.cluster = cluster  # this installation's id: part of every entity's id
+
+    def key(self, namespace: str, name: str) -> RbgKey:
+        return RbgKey(cluster=self.cluster, namespace=namespace, name=name)
 
     async def spec(self, body: Mapping[str, Any]) -> None:
-        event = spec_event(body)
-        key = RbgKey(namespace=body["metadata"]["namespace"], name=body["metadata"]["name"])
+        """Signal the group's spec (read in the stored version, v1alpha2; sent in the internal form)."""
+        event = spec_event(internal_form(body))
+        key = self.key(body["metadata"]["namespace"], body["metadata"]["name"])
         await self.client.start_workflow(
-            RoleBasedGroupWorkflow.run,
-            EntityInput(key=key, timeouts=self.timeouts),
+            ENTITY_WORKFLOW,
+            EntityInput(key=key),
             id=key.workflow_id,
             task_queue=self.task_queue,
             start_signal="spec_changed",
             start_signal_args=[event],
-            search_attributes=start_attributes(key.namespace, key.name, event.uid),
+            search_attributes=start_attributes(key.namespace, key.name, event.uid, key.cluster),
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"RoleBasedGroup {key.namespace}/{key.name}",
         )
 
-    async def _signal_if_running(self, key: RbgKey, signal: str, arg: Any) -> None:
+    async def _signal_if_running(self, workflow_id: str, signal: str, arg: Any) -> None:
         try:
-            await self.client.get_workflow_handle(key.workflow_id).signal(signal, arg)
+            await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
 
     async def drift(self, namespace: str, group: str, owner_uid: str, workload: str, generation: int) -> None:
         await self._signal_if_running(
-            RbgKey(namespace=namespace, name=group),
+            self.key(namespace, group).workflow_id,
             "drifted",
             DriftEvent(uid=owner_uid, workload=workload, generation=generation),
         )
 
+    async def profile(self, namespace: str, group: str, change: ProfileChange) -> None:
+        """A profile the group uses changed (the entity decides whether that rolls anything)."""
+        await self._signal_if_running(self.key(namespace, group).workflow_id, "profile_changed", change)
+
     async def deleted(self, namespace: str, name: str, uid: str) -> None:
-        await self._signal_if_running(RbgKey(namespace=namespace, name=name), "deleted", uid)
+        await self.deleted_by_id(self.key(namespace, name).workflow_id, uid)
+
+    async def deleted_by_id(self, workflow_id: str, uid: str) -> None:
+        """The entity ends if `uid` is the one it manages (a re-created group of the name is not it)."""
+        await self._signal_if_running(workflow_id, "deleted", uid)

@@ -13,26 +13,29 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.workflows.operation import Operation, acting, settled_conditions
-    from rbg_flows.workflows.types import (
+    from rbg_flows.activities import interface as act
+    from rbg_flows.messages import (
+        DEPLOY_WORKFLOW,
+        RBG_REVISION,
         ConditionUpdate,
         DeployInput,
         DeployResult,
-        RevisionInfo,
         RoleProgress,
         ValidationReport,
     )
+    from rbg_flows.workflows.operation import Operation, error_text, settled_conditions
 
 # reason -> (verb in messages, phase while it runs, event reason prefix)
 _VERBS = {
     "spec": ("deploy", "Deploying", "Deploy"),
     "repair": ("repair", "Deploying", "Repair"),
     "scale": ("scale", "Scaling", "Scale"),
+    # Re-applying a group deployed under older object names (messages.NAMING_SCHEME) to move them.
+    "migrate": ("migration", "Deploying", "Migrate"),
 }
 
 
-@workflow.defn(name="Deploy")
+@workflow.defn(name=DEPLOY_WORKFLOW)
 class DeployWorkflow(Operation):
     @workflow.query
     def progress(self) -> dict[str, RoleProgress]:
@@ -40,29 +43,29 @@ class DeployWorkflow(Operation):
 
     @workflow.run
     async def run(self, inp: DeployInput) -> DeployResult:
-        report = await self._prepare(inp)
-        if report.problems:
-            return await self._refuse(inp, report, inp.deployed_before)
         verb, _, event = _VERBS[inp.reason]
         try:
-            return await self._deploy(inp, report)
+            report = await self._prepare(inp)
+            if report.problems:
+                return await self._refuse(inp, report, inp.deployed_before)
+            result = await self._deploy(inp, report)
+            # The profiles the workloads were built with (the entity's revision hashes include them): the
+            # operation's own, and as they are now for those it did not know of.
+            built = {n: (inp.profiles or {}).get(n, fp) for n, fp in report.profiles.items()}
+            return result.model_copy(update={"profiles": built})
         except ActivityError as e:
             if is_cancelled_exception(e):
                 raise  # superseded by a newer spec: not a failure
-            return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
+            return await self._fail(inp, verb, error_text(e), f"{event}Failed")
 
     async def _deploy(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
         gen = inp.event.generation
         verb, phase, event = _VERBS[inp.reason]
-        revision: RevisionInfo | None = None
-        # Added after the first histories were recorded: replaying those must not schedule it.
-        if workflow.patched("controller-revisions"):
-            revision = await workflow.execute_activity_method(
-                GroupActivities.record_revision,
-                inp.event,
-                **acting(inp.timeouts),
-                summary=f"record revision of generation {gen}",
-            )
+        revision = await self._short(
+            inp, act.record_revision, inp.event, f"record revision of generation {gen}"
+        )
+        # Known from here: `RbgRevision=<n>` finds the operation that rolled revision n out.
+        workflow.upsert_search_attributes([RBG_REVISION.value_set(revision.revision)])
         self._stage = f"{verb} generation {gen}"
         self._progress = {
             name: RoleProgress(role=name, replicas=p.replicas, ready=0, updated=0, done=False)
@@ -88,7 +91,7 @@ class DeployWorkflow(Operation):
             ],
             event=(f"{event}Started", f"{verb} of generation {gen} started: levels {report.levels}", False),
             phase=phase,
-            revisions=(revision.previous or revision.name, revision.name) if revision else (None, None),
+            revisions=(revision.previous or revision.name, revision.name),
         )
         generations: dict[str, int] = {}
         for level in report.levels:
@@ -96,20 +99,20 @@ class DeployWorkflow(Operation):
             generations.update(dict(results))
         self._stage = f"generation {gen} ready"
         self._details()
-        await self._report(
+        await self._report_settled(
             inp,
             settled_conditions(gen),
             event=(f"{event}Succeeded", f"generation {gen}: all roles ready", False),
             phase="Ready",
             observed_generation=gen,
-            revisions=(revision.name, revision.name) if revision else (None, None),
+            revisions=(revision.name, revision.name),
         )
         return DeployResult(
             generation=gen,
             outcome="ready",
             phase="Ready",
             workload_generations=generations,
-            revision=revision.revision if revision else 0,
-            revision_name=revision.name if revision else "",
-            history=revision.history if revision else [],
+            revision=revision.revision,
+            revision_name=revision.name,
+            history=revision.history,
         )

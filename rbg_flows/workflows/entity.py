@@ -1,4 +1,5 @@
-"""The entity workflow: one per RoleBasedGroup (`rbg.<namespace>.<name>`), owning its orchestration state.
+"""The entity workflow: one per RoleBasedGroup (`rbg.<cluster>.<namespace>.<name>`), owning its orchestration
+state.
 
 Signals from the watcher are idempotent (a generation already seen is ignored). Operations run one at a
 time as child workflows: Deploy (first deploy, repair, or nothing to compare with), Upgrade (the spec
@@ -17,77 +18,82 @@ the upgrade in flight; `pause` holds a rollout before its next step; `resume` le
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.activities.rollout import RolloutActivities
-    from rbg_flows.rollout.classify import (
-        Fingerprint,
-        changed_roles,
-        classify,
-        fingerprint,
-        upgrade_replicas,
-    )
-    from rbg_flows.workflows.deploy import DeployWorkflow
-    from rbg_flows.workflows.operation import run_short
-    from rbg_flows.workflows.types import (
+    from rbg_flows.activities import interface as act
+    from rbg_flows.messages import (
+        ENTITY_WORKFLOW,
+        RBG_PHASE,
+        RBG_REVISION,
+        RBG_UID,
         ConditionUpdate,
         DeployInput,
         DeployResult,
         DriftEvent,
         EntityInput,
         EventRecord,
+        Fingerprint,
         GroupState,
         OperationRecord,
-        RbgKey,
+        ProfileChange,
         RevisionRecord,
         RolloutRequest,
         SpecEvent,
         SpecRewrite,
         StatusUpdate,
+        Timeouts,
         UpgradeInput,
+        operation_attributes,
     )
+    from rbg_flows.rollout.classify import (
+        changed_roles,
+        classify,
+        fingerprint,
+        upgrade_replicas,
+    )
+    from rbg_flows.workflows.deploy import DeployWorkflow
+    from rbg_flows.workflows.operation import RETRY, run_short
     from rbg_flows.workflows.upgrade import UpgradeWorkflow
 
-RBG_NAMESPACE = SearchAttributeKey.for_keyword("RbgNamespace")
-RBG_NAME = SearchAttributeKey.for_keyword("RbgName")
-RBG_UID = SearchAttributeKey.for_keyword("RbgUid")
-RBG_PHASE = SearchAttributeKey.for_keyword("RbgPhase")
-RBG_REVISION = SearchAttributeKey.for_int("RbgRevision")
-SEARCH_ATTRIBUTES = (RBG_NAMESPACE, RBG_NAME, RBG_UID, RBG_PHASE, RBG_REVISION)
 KEEP_RECENT = 20
-# workflow.patched ids: histories before upgrades ran every change as a Deploy; histories before local
-# controls ran the rollback's spec rewrite and the controls' Events through the task queue.
-UPGRADES = "upgrade-operations"
-LOCAL_CONTROLS = "local-controls"
+# Operation kind -> why the Deploy workflow runs (DeployInput.reason).
+_DEPLOY_REASONS = {"deploy": "spec", "repair": "repair", "scale": "scale", "migrate": "migrate"}
+# workflow.patched id of engine runtime profiles: a signalled profile change starts an operation of the
+# current generation, and the profiles an operation built with enter the group's fingerprints.
+PROFILES_PATCH = "engine-runtime-profiles"
 
 
-def start_attributes(namespace: str, name: str, uid: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(RBG_NAMESPACE, namespace),
-            SearchAttributePair(RBG_NAME, name),
-            SearchAttributePair(RBG_UID, uid),
-            SearchAttributePair(RBG_PHASE, "Pending"),
-        ]
-    )
+def used_profiles(obj: dict[str, Any]) -> set[str]:
+    """The ClusterEngineRuntimeProfiles a RoleBasedGroup object's roles name (read without parsing it)."""
+    roles = (obj.get("spec") or {}).get("roles") or []
+    return {
+        str(rt.get("profileName"))
+        for role in roles
+        if isinstance(role, dict)
+        for rt in role.get("engineRuntimes") or []
+        if isinstance(rt, dict) and rt.get("profileName")
+    }
 
 
-@workflow.defn(name="RoleBasedGroup")
+@workflow.defn(name=ENTITY_WORKFLOW)
 class RoleBasedGroupWorkflow:
     @workflow.init
     def __init__(self, inp: EntityInput) -> None:
         # The carried state is in place before any handler runs: a signal or an update delivered in the
         # first activation of a continued run must see it (and not be overwritten by it).
         self.state: GroupState | None = inp.state
+        self._key = inp.key
         self._child: ChildWorkflowHandle[Any, DeployResult] | None = None
         self._child_kind = ""
+        # The worker's settings as last read (each operation reads them afresh when it starts).
+        self._timeouts = Timeouts()
 
     @property
     def s(self) -> GroupState:
@@ -104,8 +110,11 @@ class RoleBasedGroupWorkflow:
             if s.request is not None and not s.request.generation:
                 s.request.message = "the RoleBasedGroup was deleted and created again"
             self.state = GroupState(key=s.key, uid=event.uid, latest=event)
+            # The watcher's resync finds entities by this uid: it must name the group now served.
+            workflow.upsert_search_attributes([RBG_UID.value_set(event.uid)])
             return
         s.uid = event.uid
+        s.naming_seen = max(s.naming_seen, event.naming)
         if s.latest is None or event.generation > s.latest.generation:
             s.latest = event
 
@@ -114,6 +123,30 @@ class RoleBasedGroupWorkflow:
         s = self._ensure_state()
         if event.uid == s.uid and event.generation > s.known_generations.get(event.workload, 0):
             s.drifted[event.workload] = max(event.generation, s.drifted.get(event.workload, 0))
+
+    @workflow.signal
+    def profile_changed(self, change: ProfileChange) -> None:
+        """A profile the group uses was created or changed. RollingUpdate: an upgrade when its content is
+        not what the group was built with. NoUpdate: nothing, unless the group waits for the profile (its
+        spec was refused, e.g. for naming a profile that did not exist yet; or not deployed yet) or the
+        profile was RollingUpdate until now (its fingerprint leaves the hashes)."""
+        s = self._ensure_state()
+        if s.latest is None or change.name not in used_profiles(s.latest.obj):
+            return
+        last = s.recent[-1] if s.recent else None
+        refused = last is not None and last.generation == s.latest.generation and last.outcome != "ready"
+        # An operation in flight may have read the profiles before this change: one more follows it.
+        settled = s.deployed and s.current is None and not refused
+        known = s.profiles.get(change.name)
+        if change.update_strategy == "RollingUpdate":
+            if known == change.fingerprint and settled:
+                return
+            s.profiles[change.name] = change.fingerprint
+        else:
+            if known is None and settled:
+                return
+            s.profiles.pop(change.name, None)
+        s.profiles_pending = True
 
     @workflow.signal
     def deleted(self, uid: str) -> None:
@@ -126,10 +159,13 @@ class RoleBasedGroupWorkflow:
         return self.s
 
     def _ensure_state(self) -> GroupState:
-        # A signal can be delivered before run() starts (signal-with-start); the key comes from the id.
+        # A signal can be delivered before run() starts (signal-with-start); the key comes with the input
+        # (the id could be parsed too, but the input says which cluster without guessing at dots).
         if self.state is None:
-            ns, name = workflow.info().workflow_id.split(".", 2)[1:]
-            self.state = GroupState(key=RbgKey(namespace=ns, name=name))
+            # The phase it was started with (the watcher's start attributes), so the first operation's
+            # phase is not upserted again.
+            started = workflow.info().typed_search_attributes.get(RBG_PHASE)
+            self.state = GroupState(key=self._key, phase=started or GroupState.model_fields["phase"].default)
         return self.state
 
     # -- manual controls: Updates (answered) and the same as signals (Temporal UI) ----------------
@@ -282,17 +318,17 @@ class RoleBasedGroupWorkflow:
                 self._set_phase("Deleted")
                 return
             if s.request is not None:
-                await self._rewrite(inp, s.request)
+                await self._rewrite(s.request)
                 continue
             kind = self._pending()
             if kind is not None:
-                await self._operate(inp, kind)
+                await self._operate(kind)
                 continue
             if s.paused != s.paused_reported:
-                await self._report_paused(inp)
+                await self._report_paused()
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(EntityInput(key=s.key, timeouts=inp.timeouts, state=self.s))
+            workflow.continue_as_new(EntityInput(key=s.key, state=self.s))
 
     def _pending(self) -> str | None:
         s = self.s
@@ -300,20 +336,31 @@ class RoleBasedGroupWorkflow:
             return None
         if s.latest.generation > s.settled_generation:
             return "deploy"
+        # Only a profile signal sets it, which histories from before profiles never have.
+        if s.profiles_pending and workflow.patched(PROFILES_PATCH):
+            return "deploy"
         known = s.known_generations
         # Only workloads the group still has: the deletion of a dropped role's workload is no drift.
         if s.deployed and any(w in known and g > known[w] for w, g in s.drifted.items()):
             return "repair"
+        if s.deployed and s.naming < s.naming_seen:
+            # Deployed by a version that named objects otherwise (v0.4's Services): re-applied once, which
+            # moves them without replacing a pod. Only events of newer code say so: old runs replay as before.
+            return "migrate"
         return None
 
-    def _set_phase(self, phase: str) -> None:
+    def _set_phase(self, phase: str, *also: SearchAttributeUpdate[Any]) -> None:
+        """Upsert the phase (and `also`) in one command: each upsert is a billed action."""
+        updates = list(also)
         if phase != self.s.phase:
             self.s.phase = phase
-            workflow.upsert_search_attributes([RBG_PHASE.value_set(phase)])
+            updates.append(RBG_PHASE.value_set(phase))
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     def _classify(self, kind: str, target: SpecEvent) -> tuple[str, Fingerprint | None]:
-        new = fingerprint(target.obj)
-        if kind != "deploy" or not self.s.deployed or not workflow.patched(UPGRADES):
+        new = fingerprint(target.obj, self.s.profiles)
+        if kind != "deploy" or not self.s.deployed:
             return kind, new
         if self.s.unsettled_roles and self.s.applied is not None and new is not None:
             # Roles an upgrade left part-way must finish rolling, even back to where they were.
@@ -325,19 +372,32 @@ class RoleBasedGroupWorkflow:
         unsettled = {r for r in self.s.unsettled_roles if r in new.role_hashes and r in applied.role_hashes}
         return [r for r in new.role_hashes if r in changed | unsettled]
 
-    async def _operate(self, inp: EntityInput, pending: str) -> None:
+    async def _operate(self, pending: str) -> None:
         s = self.s
         target = s.latest
         assert target is not None
+        # For a profile change (the generation settled already) the operation is of a generation that
+        # had one already: its id needs the counter too.
+        for_profiles = s.profiles_pending and target.generation <= s.settled_generation
+        s.profiles_pending = False
+        # The RollingUpdate profiles `new` is computed with: what the operation's steps build, even if a
+        # profile changes meanwhile (that change is the next operation). A first deploy builds them as
+        # they are.
+        classified_with = dict(s.profiles)
+        built_with = classified_with if s.deployed else None
         kind, new = self._classify(pending, target)
         s.operations += 1
-        suffix = target.generation if kind in ("deploy", "upgrade") else f"{target.generation}-{s.operations}"
+        once = kind in ("deploy", "upgrade") and not for_profiles
+        suffix = target.generation if once else f"{target.generation}-{s.operations}"
         op = OperationRecord(
             workflow_id=s.key.operation_id(kind, suffix), kind=kind, generation=target.generation
         )
         s.current = op
+        timeouts = await self._settings()
         if kind == "repair":
             s.drifted.clear()
+        if kind == "migrate":
+            s.naming = s.naming_seen  # tried once; a failure is reported, and any later apply moves them too
         upgrade: UpgradeInput | None = None
         if kind == "upgrade":
             assert s.applied is not None and new is not None
@@ -346,7 +406,8 @@ class RoleBasedGroupWorkflow:
                 key=s.key,
                 event=target,
                 workflow_id=workflow.info().workflow_id,
-                timeouts=inp.timeouts,
+                timeouts=timeouts,
+                profiles=built_with,
                 mode=s.modes.get(target.generation, "upgrade"),  # type: ignore[arg-type]
                 roles=self._rolling_roles(s.applied, new),
                 added=[r for r in new.role_hashes if r not in s.applied.role_hashes],
@@ -358,32 +419,49 @@ class RoleBasedGroupWorkflow:
             )
             s.paused_reported = s.paused
             self._set_phase("Upgrading")
+            # Known as in flight from now: a control arriving while the child starts must not be
+            # refused as if no upgrade ran (its start is awaited below).
+            self._child_kind = "upgrade"
             handle: ChildWorkflowHandle[Any, DeployResult] = await workflow.start_child_workflow(
                 UpgradeWorkflow.run,
                 upgrade,
                 id=op.workflow_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                search_attributes=operation_attributes(s.key, target.uid, upgrade.mode.capitalize(), None),
                 static_summary=f"{upgrade.mode} to generation {target.generation}: "
                 + ", ".join(upgrade.roles),
             )
         else:
             self._set_phase("Scaling" if kind == "scale" else "Deploying")
+            self._child_kind = kind
             deploy = await workflow.start_child_workflow(
                 DeployWorkflow.run,
                 DeployInput(
                     key=s.key,
                     event=target,
                     workflow_id=workflow.info().workflow_id,
-                    timeouts=inp.timeouts,
-                    reason={"deploy": "spec", "repair": "repair", "scale": "scale"}[kind],  # type: ignore[arg-type]
+                    timeouts=timeouts,
+                    profiles=built_with,
+                    reason=_DEPLOY_REASONS[kind],  # type: ignore[arg-type]
                     deployed_before=s.deployed,
                 ),
                 id=op.workflow_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                # A scale or a repair keeps the current revision; a deploy upserts the one it records.
+                search_attributes=operation_attributes(
+                    s.key,
+                    target.uid,
+                    kind.capitalize(),
+                    s.current_revision.revision if s.current_revision and kind != "deploy" else None,
+                ),
                 static_summary=f"{kind} generation {target.generation}",
             )
             handle = deploy
-        self._child, self._child_kind = handle, "upgrade" if upgrade else kind
+        self._child = handle
+        if upgrade is not None and self.s.paused != upgrade.paused:
+            # Paused or resumed while the child was starting: it has to hear of it.
+            await handle.signal(UpgradeWorkflow.pause if self.s.paused else UpgradeWorkflow.resume)
+            self.s.paused_reported = self.s.paused
         uid = s.uid
         try:
             await workflow.wait_condition(
@@ -420,16 +498,44 @@ class RoleBasedGroupWorkflow:
             op.outcome = result.outcome
             op.message = result.message
             if self.s.uid == uid:
-                self._settle(result, new, upgrade)
+                new = self._built_with(result, target, new, classified_with)
+                self._settle(result, new, upgrade, target.naming)
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]
+
+    def _built_with(
+        self,
+        result: DeployResult,
+        target: SpecEvent,
+        new: Fingerprint | None,
+        classified_with: dict[str, str],
+    ) -> Fingerprint | None:
+        """The fingerprint of what the operation built: with the RollingUpdate profiles its workloads were
+        built with (`new` was computed with `classified_with`, which a first deploy may not have known).
+        A profile signalled during the operation stays the newer: the next operation rolls it."""
+        s = self.s
+        built = result.profiles
+        # Results from before profiles say None: such a history never takes the patched branch.
+        if built is None or (built == classified_with and not s.profiles_pending):
+            return new
+        if not workflow.patched(PROFILES_PATCH):
+            return new
+        signalled = {n: v for n, v in s.profiles.items() if classified_with.get(n) != v}
+        dropped = {n for n in classified_with if n not in s.profiles}  # turned NoUpdate meanwhile
+        s.profiles = {**{n: v for n, v in built.items() if n not in dropped}, **signalled}
+        if result.outcome == "ready" and s.profiles == built:
+            # What was signalled meanwhile is what it built (a profile applied with its group): done.
+            s.profiles_pending = False
+        return fingerprint(target.obj, built) if new is not None else None
 
     def _leave_unsettled(self, upgrade: UpgradeInput | None) -> None:
         """An upgrade that did not finish may have left its roles part-way: the next change rolls them."""
         if upgrade is not None:
             self.s.unsettled_roles = sorted({*self.s.unsettled_roles, *upgrade.roles})
 
-    def _settle(self, result: DeployResult, new: Fingerprint | None, upgrade: UpgradeInput | None) -> None:
+    def _settle(
+        self, result: DeployResult, new: Fingerprint | None, upgrade: UpgradeInput | None, naming: int
+    ) -> None:
         s = self.s
         if result.outcome == "failed":
             self._leave_unsettled(upgrade)
@@ -444,6 +550,9 @@ class RoleBasedGroupWorkflow:
         if result.outcome == "ready":
             s.deployed = True
             s.unsettled_roles = []
+            if upgrade is None:
+                # Every role was applied by this worker's code: the naming its operation's event announced.
+                s.naming = max(s.naming, naming)
             if new is not None:
                 # After an upgrade that a scale follows, the replicas rolled at: the scale is still to do.
                 replicas = upgrade.replicas if upgrade is not None else new.replicas
@@ -451,9 +560,8 @@ class RoleBasedGroupWorkflow:
             if result.revision_name:
                 s.current_revision = RevisionRecord(name=result.revision_name, revision=result.revision)
                 s.revisions = result.history or s.revisions
-        if result.revision:
-            workflow.upsert_search_attributes([RBG_REVISION.value_set(result.revision)])
-        self._set_phase(result.phase)
+        revision = [RBG_REVISION.value_set(result.revision)] if result.revision else []
+        self._set_phase(result.phase, *revision)
         if s.paused:
             s.paused_reported = False  # the operation's final status said "not paused": say it again
 
@@ -461,18 +569,17 @@ class RoleBasedGroupWorkflow:
         latest = self.s.latest
         return latest is not None and latest.generation > generation
 
-    async def _rewrite(self, inp: EntityInput, req: RolloutRequest) -> None:
+    async def _rewrite(self, req: RolloutRequest) -> None:
         s = self.s
         record = next((r for r in s.revisions if r.revision == req.to_revision), None)
         try:
             if record is None:
                 raise ApplicationError(f"revision {req.to_revision} is no longer kept")
             event: SpecEvent = await run_short(
-                RolloutActivities.rewrite_spec,
+                act.rewrite_spec,
                 SpecRewrite(key=s.key, uid=s.uid, revision=record.name),
-                inp.timeouts,
+                await self._settings(),
                 f"{req.mode}: rewrite spec to revision {req.to_revision}",
-                local=self._local_controls(),
             )
         except Exception as e:  # an activity failure, or the revision vanished
             req.message = f"{req.mode} to revision {req.to_revision} failed: {getattr(e, 'cause', None) or e}"
@@ -493,7 +600,6 @@ class RoleBasedGroupWorkflow:
         )
         s.request = None
         await self._post(
-            inp,
             StatusUpdate(key=s.key, uid=s.uid),
             EventRecord(
                 key=s.key,
@@ -503,10 +609,11 @@ class RoleBasedGroupWorkflow:
             ),
         )
 
-    async def _report_paused(self, inp: EntityInput) -> None:
+    async def _report_paused(self) -> None:
         """Pause or resume with no rollout running: only the status and an Event change."""
         s = self.s
         paused = s.paused
+        await self._settings()  # the status write below is for this worker's cluster only
         s.paused_reported = paused
         if paused and s.phase != "Paused":
             s.phase_before_pause = s.phase
@@ -515,7 +622,6 @@ class RoleBasedGroupWorkflow:
         phase = "Paused" if paused else restored
         self._set_phase(phase)
         await self._post(
-            inp,
             StatusUpdate(
                 key=s.key,
                 uid=s.uid,
@@ -534,15 +640,25 @@ class RoleBasedGroupWorkflow:
             ),
         )
 
-    async def _post(self, inp: EntityInput, update: StatusUpdate, event: EventRecord) -> None:
+    async def _post(self, update: StatusUpdate, event: EventRecord) -> None:
         await run_short(
-            GroupActivities.report,
-            update.model_copy(update={"event": event}),
-            inp.timeouts,
-            f"event {event.reason}",
-            local=self._local_controls(),
+            act.report, update.model_copy(update={"event": event}), self._timeouts, f"event {event.reason}"
         )
 
-    def _local_controls(self) -> bool:
-        # Histories recorded before ran the rewrite and its Event through the task queue.
-        return workflow.patched(LOCAL_CONTROLS)
+    async def _settings(self) -> Timeouts:
+        """The worker's settings now: a changed deadline reaches this group at its next operation."""
+        self._timeouts = await workflow.execute_local_activity(
+            act.settings, start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY, summary="settings"
+        )
+        mine, theirs = self._timeouts.cluster, self.s.key.cluster
+        if mine and theirs and mine != theirs:
+            # Task queues are per cluster, so only a misconfigured worker gets here: acting would write to
+            # the wrong cluster's objects of the same name.
+            raise ApplicationError(
+                f"RoleBasedGroup {self.s.key.namespace}/{self.s.key.name} belongs to cluster {theirs!r} "
+                f"but this worker acts on cluster {mine!r}: a worker polls a task queue of another cluster "
+                "(check --cluster-id and --task-queue of the worker and the watcher)",
+                type="WrongCluster",
+                non_retryable=True,
+            )
+        return self._timeouts

@@ -4,28 +4,30 @@ Temporal UI shows, refusing an invalid spec, and applying one role and waiting f
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.activities.workloads import KINDS
-    from rbg_flows.workflows.types import (
+    from rbg_flows.activities import interface as act
+    from rbg_flows.messages import (
+        AppliedWorkload,
         ConditionUpdate,
+        DeployedRole,
         DeployResult,
         EventRecord,
         OperationInput,
+        RoleDeploy,
         RolePlan,
         RoleProgress,
-        RoleRequest,
         StatusUpdate,
         Timeouts,
         ValidationReport,
-        WaitRequest,
     )
 
 
@@ -42,10 +44,47 @@ class Waited(Protocol):
 
 W = TypeVar("W", bound=Waited)
 R = TypeVar("R")
+A = TypeVar("A")
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), backoff_coefficient=2.0
 )
+
+# Operations give each activity a few attempts only: past them the workflow itself retries (Operation._call),
+# so a transient error that lasts is written where users look instead of being retried out of sight.
+ATTEMPTS = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_attempts=3,
+)
+# Between rounds of attempts. Capped so that a fault that lasts days stays well within a history's limits
+# (about 6 events per round: at most ~1,700 a day) while a fault that clears is noticed within minutes.
+ROUND_BACKOFF_FIRST_SECONDS = 2.0
+ROUND_BACKOFF_MAX_SECONDS = 300.0
+RETRY_MESSAGE_MAX = 1024
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def is_final(e: ActivityError) -> bool:
+    """Retrying cannot cure it: the activity said so (the API server refused the object, the spec no longer
+    validates), or the operation is being cancelled."""
+    cause = e.cause
+    return is_cancelled_exception(e) or (isinstance(cause, ApplicationError) and cause.non_retryable)
+
+
+def error_text(e: ActivityError) -> str:
+    """What went wrong, in the activity's words; a timeout also names the last failure behind it."""
+    cause = e.cause
+    if cause is None:
+        return str(e)
+    # `message`, not str(): str() of an ApplicationError prefixes its type (Kube500: ...).
+    text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    if isinstance(cause, TimeoutError):
+        text = f"{cause.type.name.lower().replace('_', '-') if cause.type else 'timeout'}: {text}"
+        if cause.cause is not None:
+            text += f" (last error: {cause.cause})"
+    return text
 
 
 def settled_conditions(generation: int) -> list[ConditionUpdate]:
@@ -67,7 +106,7 @@ def waiting(t: Timeouts) -> dict[str, Any]:
     return {
         "start_to_close_timeout": timedelta(seconds=t.ready_deadline_seconds + 24 * 3600),
         "heartbeat_timeout": timedelta(seconds=t.heartbeat_timeout_seconds),
-        "retry_policy": RETRY,
+        "retry_policy": ATTEMPTS,
     }
 
 
@@ -76,26 +115,22 @@ def acting(t: Timeouts) -> dict[str, Any]:
     return {
         "start_to_close_timeout": timedelta(seconds=t.apply_timeout_seconds),
         "heartbeat_timeout": timedelta(seconds=t.heartbeat_timeout_seconds),
-        "retry_policy": RETRY,
+        "retry_policy": ATTEMPTS,
     }
 
 
 async def run_short(
-    fn: Callable[..., Awaitable[R]], arg: Any, t: Timeouts, summary: str, *, local: bool
+    fn: Callable[[A], Awaitable[R]], arg: A, t: Timeouts, summary: str, retry: RetryPolicy = RETRY
 ) -> R:
-    """Run a short activity (an apply, a status write): as a local activity, which skips the task
-    queue's round trip, or through the task queue as histories recorded before that expect."""
-    if local:
-        result: R = await workflow.execute_local_activity_method(
-            fn,
-            arg,
-            start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
-            retry_policy=RETRY,
-            summary=summary,
-        )
-        return result
-    remote: R = await workflow.execute_activity_method(fn, arg, **acting(t), summary=summary)
-    return remote
+    """Run a short activity (a validation, a status write) as a local activity: no task queue round
+    trip, and it never heartbeats (nothing to heartbeat to)."""
+    return await workflow.execute_local_activity(
+        fn,
+        arg,
+        start_to_close_timeout=timedelta(seconds=t.apply_timeout_seconds),
+        retry_policy=retry,
+        summary=summary,
+    )
 
 
 class Operation:
@@ -107,9 +142,87 @@ class Operation:
         # A status write reads, changes and applies the whole status: two at once (parallel roles both
         # past their deadline, a pause during the start report) would lose one's conditions.
         self._reporting = asyncio.Lock()
-        # Short steps (validate, record, report, set a partition) as local activities: no matching-service
-        # round trip each. Set by an operation from its workflow.patched check.
-        self._local = False
+        # The last Progressing condition reported by the operation itself, put back once a retried call
+        # succeeds (the Retrying condition it replaced is no longer true).
+        self._progressing: ConditionUpdate | None = None
+        self._retrying = 0
+
+    async def _call(
+        self, inp: OperationInput, run: Callable[[], Awaitable[R]], summary: str, quiet: bool
+    ) -> R:
+        """Every activity call of an operation: a few attempts by Temporal, then, for an error retrying may
+        cure, report it (once per distinct error) and call again after a growing pause, for as long as it
+        takes. Errors retrying cannot cure, and cancellation, are raised to the operation.
+        `quiet` is for the status write itself, which has nowhere to report its own failure."""
+        rounds = 0
+        shown: str | None = None
+        while True:
+            try:
+                result = await run()
+            except ActivityError as e:
+                if is_final(e):
+                    raise
+                error = error_text(e)
+                workflow.logger.warning("%s failed, retrying: %s", summary, error)
+                # The same error with other figures ("failing for 31 s", "for 62 s") is not news: one
+                # report and one Event for it, not one per round.
+                kind = _DIGITS.sub("N", error)
+                if not quiet and kind != shown:
+                    if shown is None:
+                        self._retrying += 1
+                    shown = kind
+                    await self._report_retrying(inp, summary, error)
+                delay = min(ROUND_BACKOFF_MAX_SECONDS, ROUND_BACKOFF_FIRST_SECONDS * 2**rounds)
+                rounds += 1
+                await workflow.sleep(timedelta(seconds=delay))
+                continue
+            if shown is not None:
+                self._retrying -= 1
+                if self._retrying == 0 and self._progressing is not None:
+                    await self._report_best_effort(inp, [self._progressing], None)
+            return result
+
+    async def _short(self, inp: OperationInput, fn: Callable[[A], Awaitable[R]], arg: A, summary: str) -> R:
+        """A short local activity (see run_short) through _call."""
+        return await self._call(
+            inp, lambda: run_short(fn, arg, inp.timeouts, summary, ATTEMPTS), summary, quiet=False
+        )
+
+    async def _activity(
+        self,
+        inp: OperationInput,
+        fn: Callable[[A], Awaitable[R]],
+        arg: A,
+        options: dict[str, Any],
+        summary: str,
+    ) -> R:
+        """A normal activity with `options` (acting or waiting) through _call."""
+
+        async def run() -> R:
+            result: R = await workflow.execute_activity(fn, arg, **options, summary=summary)
+            return result
+
+        return await self._call(inp, run, summary, quiet=False)
+
+    async def _report_retrying(self, inp: OperationInput, summary: str, error: str) -> None:
+        message = f"{summary}: {error}; retrying"[:RETRY_MESSAGE_MAX]
+        await self._report_best_effort(
+            inp,
+            [ConditionUpdate(type="Progressing", status="Unknown", reason="Retrying", message=message)],
+            ("Retrying", message, True),
+        )
+
+    async def _report_best_effort(
+        self, inp: OperationInput, conditions: list[ConditionUpdate], event: tuple[str, str, bool] | None
+    ) -> None:
+        """One round of attempts; a failure is logged, not retried: the same outage that is being reported
+        may keep the status from being written, and the call being retried must not wait on its report."""
+        try:
+            await self._report(inp, conditions, event=event, best_effort=True)
+        except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise
+            workflow.logger.warning("status report failed: %s", error_text(e))
 
     def _details(self) -> None:
         rows = ["| role | ready | updated | state |", "|---|---|---|---|"]
@@ -126,9 +239,12 @@ class Operation:
         phase: str | None = None,
         observed_generation: int | None = None,
         revisions: tuple[str | None, str | None] = (None, None),
+        best_effort: bool = False,
     ) -> None:
         """Write status and post its Event in one activity (one round trip per milestone).
         `revisions` is (currentRevision, updateRevision) when they change."""
+        if not best_effort:
+            self._progressing = next((c for c in conditions if c.type == "Progressing"), self._progressing)
         reason, message, warning = event or ("", "", False)
         update = StatusUpdate(
             current_revision=revisions[0],
@@ -150,21 +266,41 @@ class Operation:
             else None,
         )
         async with self._reporting:
-            await self._report_now(inp, update)
+            await self._report_now(inp, update, best_effort)
 
-    async def _report_now(self, inp: OperationInput, update: StatusUpdate) -> None:
+    async def _report_settled(
+        self,
+        inp: OperationInput,
+        conditions: list[ConditionUpdate],
+        event: tuple[str, str, bool],
+        **fields: Any,
+    ) -> None:
+        """The report that ends an operation's work. Once it is under way the work is done, so a
+        cancellation (a newer spec superseding the operation) waits for it and lets the operation return
+        its result: cancelled here, the entity would never learn that the group was deployed, and would
+        treat a change made the moment the group turned Ready as a first deploy instead of an upgrade."""
+        writing = asyncio.ensure_future(self._report(inp, conditions, event=event, **fields))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await writing
+
+    async def _report_now(self, inp: OperationInput, update: StatusUpdate, best_effort: bool = False) -> None:
         phase, reason = update.phase, update.event.reason if update.event else ""
         what = (f"status {phase}" if phase else "status", f"event {reason}" if reason else "")
-        await self._short(GroupActivities.report, update, inp.timeouts, " + ".join(x for x in what if x))
-
-    async def _short(self, fn: Callable[..., Awaitable[R]], arg: Any, t: Timeouts, summary: str) -> R:
-        return await run_short(fn, arg, t, summary, local=self._local)
+        summary = " + ".join(x for x in what if x)
+        if best_effort:
+            await run_short(act.report, update, inp.timeouts, summary, ATTEMPTS)
+            return
+        await self._call(
+            inp, lambda: run_short(act.report, update, inp.timeouts, summary, ATTEMPTS), summary, quiet=True
+        )
 
     async def _prepare(self, inp: OperationInput) -> ValidationReport:
         return await self._short(
-            GroupActivities.prepare,
+            inp,
+            act.prepare,
             inp.event,
-            inp.timeouts,
             f"validate generation {inp.event.generation}, apply discovery ConfigMap",
         )
 
@@ -218,37 +354,37 @@ class Operation:
         return DeployResult(generation=gen, outcome="failed", phase="Failed", message=message)
 
     async def _deploy_role(self, inp: OperationInput, plan: RolePlan) -> tuple[str, int]:
-        """Apply a role's workload as built from the spec and wait until it is ready."""
+        """Apply a role's workload as built from the spec and wait until it is ready: one activity, and
+        more only to report progress or a passed deadline (those only wait)."""
         t = inp.timeouts
-        kind = KINDS[plan.kind].label
-        applied = await workflow.execute_activity_method(
-            GroupActivities.apply_role,
-            RoleRequest(key=inp.key, event=inp.event, role=plan.role),
-            **acting(t),
-            summary=f"apply {plan.role} {kind}",
-        )
+        kind = plan.kind.rsplit("/", 1)[-1]  # "apps/v1/StatefulSet" -> "StatefulSet"
+        applied: AppliedWorkload | None = None
 
         async def once(known: int, remaining: float | None) -> RoleProgress:
-            p: RoleProgress = await workflow.execute_activity_method(
-                GroupActivities.wait_role,
-                WaitRequest(
-                    key=inp.key,
-                    uid=inp.event.uid,
+            nonlocal applied
+            waiting_for = f"{plan.role} ready {max(known, 0)}/{plan.replicas}"
+            r: DeployedRole = await self._activity(
+                inp,
+                act.deploy_role,
+                RoleDeploy(
+                    ref=inp.ref,
                     plan=plan,
-                    min_generation=applied.generation,
+                    applied=applied,
                     known_ready=known,
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
-                **waiting(t),
-                summary=f"wait {plan.role} ready {max(known, 0)}/{plan.replicas}",
+                waiting(t),
+                f"apply {plan.role} {kind}, wait {waiting_for}" if applied is None else f"wait {waiting_for}",
             )
-            self._progress[plan.role] = p
+            applied = r.applied
+            self._progress[plan.role] = r.progress
             self._details()
-            return p
+            return r.progress
 
         # Start from 0 ready: the first report comes with progress, not with an empty table.
         await self._wait_loop(inp, plan.role, plan.replicas, 0, once)
+        assert applied is not None
         return applied.workload, applied.generation
 
     async def _wait_loop(

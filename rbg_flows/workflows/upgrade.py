@@ -21,21 +21,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from rbg_flows.activities.group import GroupActivities
-    from rbg_flows.activities.rollout import RolloutActivities
+    from rbg_flows.activities import interface as act
     from rbg_flows.api import STATEFULSET, RoleBasedGroup, parse_rbg
-    from rbg_flows.rollout.partition import step_target, updated_at
-    from rbg_flows.rollout.planner import (
-        RoleRollout,
-        RolloutState,
-        is_done,
-        plan_step,
-        resolve,
-        state_from_spec,
-    )
-    from rbg_flows.rollout.units import Unit, rollout_stages
-    from rbg_flows.workflows.operation import Operation, acting, settled_conditions, waiting
-    from rbg_flows.workflows.types import (
+    from rbg_flows.messages import (
+        RBG_REVISION,
+        UPGRADE_WORKFLOW,
         ConditionUpdate,
         DeployResult,
         PartitionRequest,
@@ -49,12 +39,18 @@ with workflow.unsafe.imports_passed_through():
         UpgradeInput,
         ValidationReport,
     )
+    from rbg_flows.rollout.partition import step_target, updated_at
+    from rbg_flows.rollout.planner import (
+        RoleRollout,
+        RolloutState,
+        is_done,
+        plan_step,
+        resolve,
+        state_from_spec,
+    )
+    from rbg_flows.rollout.units import Unit, rollout_stages
+    from rbg_flows.workflows.operation import Operation, acting, error_text, settled_conditions, waiting
 
-# workflow.patched id: recorded histories set the partition and waited in two activities per step, and
-# waited/settled even when there was nothing to wait for or to settle.
-LEAN_STEPS = "lean-steps"
-# workflow.patched id: recorded histories ran validate, record, report and set-partition as normal activities.
-LOCAL_SHORT_STEPS = "local-short-steps"
 # mode -> (verb in messages, event reason prefix)
 _MODES = {
     "upgrade": ("upgrade", "Upgrade"),
@@ -63,7 +59,7 @@ _MODES = {
 }
 
 
-@workflow.defn(name="Upgrade")
+@workflow.defn(name=UPGRADE_WORKFLOW)
 class UpgradeWorkflow(Operation):
     @workflow.init
     def __init__(self, inp: UpgradeInput) -> None:
@@ -71,7 +67,6 @@ class UpgradeWorkflow(Operation):
         self.paused = inp.paused
         self.steps = 0
         self._holding = False
-        self._lean = False
 
     @workflow.query
     def progress(self) -> dict[str, RoleProgress]:
@@ -87,18 +82,20 @@ class UpgradeWorkflow(Operation):
 
     @workflow.run
     async def run(self, inp: UpgradeInput) -> DeployResult:
-        self._lean = workflow.patched(LEAN_STEPS)
-        self._local = workflow.patched(LOCAL_SHORT_STEPS)
-        report = await self._prepare(inp)
-        if report.problems:
-            return await self._refuse(inp, report, deployed_before=True)
         verb, event = _MODES[inp.mode]
         try:
-            return await self._upgrade(inp, report)
+            report = await self._prepare(inp)
+            if report.problems:
+                return await self._refuse(inp, report, deployed_before=True)
+            result = await self._upgrade(inp, report)
+            # The profiles the workloads were built with (the entity's revision hashes include them): the
+            # operation's own, and as they are now for those it did not know of.
+            built = {n: (inp.profiles or {}).get(n, fp) for n, fp in report.profiles.items()}
+            return result.model_copy(update={"profiles": built})
         except ActivityError as e:
             if is_cancelled_exception(e):
                 raise  # superseded, aborted or rolled back: the entity says so, this is no failure
-            return await self._fail(inp, verb, str(e.cause or e), f"{event}Failed")
+            return await self._fail(inp, verb, error_text(e), f"{event}Failed")
 
     def _plans(self, inp: UpgradeInput, report: ValidationReport) -> dict[str, RolePlan]:
         return {
@@ -108,11 +105,12 @@ class UpgradeWorkflow(Operation):
 
     async def _upgrade(self, inp: UpgradeInput, report: ValidationReport) -> DeployResult:
         gen = inp.event.generation
-        t = inp.timeouts
         verb, event = _MODES[inp.mode]
         revision: RevisionInfo = await self._short(
-            GroupActivities.record_revision, inp.event, t, f"record revision of generation {gen}"
+            inp, act.record_revision, inp.event, f"record revision of generation {gen}"
         )
+        # Known from here: `RbgRevision=<n>` finds the operation that rolled revision n out.
+        workflow.upsert_search_attributes([RBG_REVISION.value_set(revision.revision)])
         rbg, _ = parse_rbg(inp.event.obj)
         assert rbg is not None  # prepare validated it
         plans = self._plans(inp, report)
@@ -152,10 +150,8 @@ class UpgradeWorkflow(Operation):
             phase="Upgrading",
             revisions=(inp.current_revision or revision.previous or revision.name, revision.name),
         )
-        # The start report and the first moves are independent: with the lean shape they overlap.
-        started = asyncio.ensure_future(start) if self._lean else None
-        if started is None:
-            await start
+        # The start report and the first moves are independent: they overlap.
+        started = asyncio.ensure_future(start)
         generations: dict[str, int] = {}
         for level in report.levels:
             added = [r for r in level if r in inp.added]
@@ -164,21 +160,21 @@ class UpgradeWorkflow(Operation):
         for stage in stages:
             for result in await asyncio.gather(*(self._roll_unit(inp, rbg, unit, plans) for unit in stage)):
                 generations.update(result)
-        if inp.removed and self._lean:
+        if inp.removed:
             # Last, so the roles that stay are on the new revision before the dropped ones go.
-            await workflow.execute_activity_method(
-                RolloutActivities.prune_roles,
+            await self._activity(
+                inp,
+                act.prune_roles,
                 PruneRequest(key=inp.key, uid=inp.event.uid, roles=inp.removed),
-                **acting(inp.timeouts),
-                summary="delete dropped roles: " + ", ".join(inp.removed),
+                acting(inp.timeouts),
+                "delete dropped roles: " + ", ".join(inp.removed),
             )
         self._stage = f"revision {revision.revision} rolled out in {self.steps} steps"
         self._details()
-        if started is not None:
-            await started
+        await started
         done = (f"{event}Succeeded", f"revision {revision.revision}: all roles updated and ready", False)
         if inp.final:
-            await self._report(
+            await self._report_settled(
                 inp,
                 settled_conditions(gen),
                 event=done,
@@ -188,7 +184,7 @@ class UpgradeWorkflow(Operation):
             )
         else:
             # A scale of the same generation follows; it settles observedGeneration.
-            await self._report(
+            await self._report_settled(
                 inp,
                 [ConditionUpdate(type="RollingUpdateInProgress", status="False", reason="NoRollingUpdate")],
                 event=done,
@@ -265,7 +261,7 @@ class UpgradeWorkflow(Operation):
                 native_done[m.name] = True
                 generations[workload] = generation
         # Back to the user's partition and the role's own replica count (surge pods reclaimed).
-        unsettled = [r for r in stepped if not (self._lean and self._settled(states[r]))]
+        unsettled = [r for r in stepped if not self._settled(states[r])]
         for st in await asyncio.gather(
             *(self._set_partition(inp, plans[r], floors[r], floors[r]) for r in unsettled)
         ):
@@ -277,20 +273,18 @@ class UpgradeWorkflow(Operation):
         self, inp: UpgradeInput, plan: RolePlan, st: RoleRollState, after: int, what: str
     ) -> RoleRollState:
         partition, want = step_target(st.on_target, st.floor, after)
-        if not self._lean:
-            moved = await self._set_partition(inp, plan, partition, st.floor, f"step {self.steps} ({what})")
-            return await self._wait(inp, moved, want)
         t = inp.timeouts
-        moved = await workflow.execute_activity_method(
-            RolloutActivities.step_role,
+        moved: RoleRollState = await self._activity(
+            inp,
+            act.step_role,
             StepRequest(
                 **self._partition_request(inp, plan, partition, st.floor).model_dump(),
                 want=want,
                 heartbeat_every_seconds=t.heartbeat_every_seconds,
                 deadline_seconds=t.ready_deadline_seconds,
             ),
-            **waiting(t),
-            summary=f"step {self.steps} ({what}): {plan.role} partition {partition}, wait {want} ready",
+            waiting(t),
+            f"step {self.steps} ({what}): {plan.role} partition {partition}, wait {want} ready",
         )
         if moved.done:
             self._show(moved)
@@ -298,15 +292,14 @@ class UpgradeWorkflow(Operation):
         return await self._wait(inp, moved, want)
 
     async def _set_partition(
-        self, inp: UpgradeInput, plan: RolePlan, partition: int | None, floor: int, why: str = ""
+        self, inp: UpgradeInput, plan: RolePlan, partition: int | None, floor: int
     ) -> RoleRollState:
-        t = inp.timeouts
         where = "hold" if partition is None else f"partition {partition}"
         return await self._short(
-            RolloutActivities.set_partition,
+            inp,
+            act.set_partition,
             self._partition_request(inp, plan, partition, floor),
-            t,
-            f"{why + ': ' if why else ''}{plan.role} StatefulSet {where}",
+            f"{plan.role} StatefulSet {where}",
         )
 
     @staticmethod
@@ -314,8 +307,7 @@ class UpgradeWorkflow(Operation):
         inp: UpgradeInput, plan: RolePlan, partition: int | None, floor: int
     ) -> PartitionRequest:
         return PartitionRequest(
-            key=inp.key,
-            event=inp.event,
+            ref=inp.ref,
             role=plan.role,
             replicas=plan.replicas,
             partition=partition,
@@ -333,7 +325,7 @@ class UpgradeWorkflow(Operation):
         """Wait for the pods the partition lets move (those of an earlier run, or surge being reclaimed).
         Right after a hold with no surge the state just read may already say so: no wait then."""
         want = updated_at(st.on_target, st.partition)
-        if self._lean and held and st.total == st.replicas and st.ready_on_target >= want:
+        if held and st.total == st.replicas and st.ready_on_target >= want:
             self._show(st)
             return st
         return await self._wait(inp, st, want)
@@ -356,8 +348,9 @@ class UpgradeWorkflow(Operation):
         async def once(known: int, remaining: float | None) -> RoleRollState:
             nonlocal current
             self._show(current)
-            current = await workflow.execute_activity_method(
-                RolloutActivities.wait_step,
+            current = await self._activity(
+                inp,
+                act.wait_step,
                 StepWait(
                     key=inp.key,
                     uid=inp.event.uid,
@@ -367,8 +360,8 @@ class UpgradeWorkflow(Operation):
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
-                **waiting(t),
-                summary=f"wait {st.role} updated+ready {current.ready_on_target}/{want}",
+                waiting(t),
+                f"wait {st.role} updated+ready {current.ready_on_target}/{want}",
             )
             return current
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.sim.build import ensure_binaries
 from rbg_flows.sim.launch import launch_sim
 from rbg_flows.sim.procs import ManagedProcess
+from rbg_flows.sim.webhook import published_client_config
+from rbg_flows.temporal import start_dev_server
 
 SIM_READY_DELAY = 0.5
 START_TIMEOUT = 180.0
@@ -40,6 +43,22 @@ class SimCluster:
     @property
     def fault_proxy_control(self) -> str | None:
         return self.info.get("faultProxyControl")
+
+    @property
+    def conversion_client_config(self) -> dict[str, str] | None:
+        """Where the CRDs' conversion webhook is reached: the sim's local process (None on an external
+        cluster, whose CRDs call the in-cluster Service of deploy/)."""
+        return published_client_config(self.info)
+
+    def webhook(self, action: str) -> dict[str, Any]:
+        """`stop` or `start` the sim's conversion webhook process (its control endpoint); its state."""
+        control = self.info.get("simControl")
+        if not control:
+            pytest.skip("needs the sim's conversion webhook process (an external cluster runs deploy/'s)")
+        request = urllib.request.Request(f"{control}/webhook/{action}", method="POST")
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            state: dict[str, Any] = json.loads(resp.read())
+        return state
 
     @property
     def direct_kubeconfig(self) -> Path:
@@ -110,6 +129,65 @@ def fault_proxy(sim: SimCluster) -> str:
     return sim.fault_proxy_control
 
 
+# -- LeaderWorkerSet: tests marked `lws` need the API and a controller acting on it -----------------------
+LWS_PROBE = """
+apiVersion: leaderworkerset.x-k8s.io/v1
+kind: LeaderWorkerSet
+metadata: {{name: probe, namespace: {ns}}}
+spec:
+  replicas: 1
+  leaderWorkerTemplate:
+    size: 1
+    workerTemplate:
+      spec:
+        containers: [{{name: c, image: probe:1}}]
+"""
+
+
+def leaderworkerset_missing(sim: SimCluster, timeout: float = 30.0) -> str | None:
+    """Why this cluster cannot run LeaderWorkerSet roles, or None when it can. A served API is not
+    enough (a cluster may have the CRD and no controller), so a probe object must get its leader
+    StatefulSet from a controller."""
+    if sim.kubectl_run("get", "--raw", "/apis/leaderworkerset.x-k8s.io/v1", check=False).returncode:
+        return "the cluster does not serve leaderworkerset.x-k8s.io/v1"
+    ns = f"lws-probe-{uuid.uuid4().hex[:6]}"
+    sim.kubectl_run("create", "namespace", ns)
+    try:
+        made = sim.kubectl_run("apply", "-f", "-", input=LWS_PROBE.format(ns=ns), check=False)
+        if made.returncode:
+            return f"a LeaderWorkerSet cannot be created: {made.stderr.strip()}"
+        waited = sim.kubectl_run(
+            "-n", ns, "wait", "--for=create", "statefulset/probe", f"--timeout={int(timeout)}s", check=False
+        )
+        if waited.returncode:
+            return f"no LeaderWorkerSet controller acted on a probe object within {int(timeout)}s"
+        return None
+    finally:
+        sim.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def lws_missing(sim: SimCluster) -> str | None:
+    return leaderworkerset_missing(sim)
+
+
+@pytest.fixture(autouse=True)
+def _skip_without_leaderworkerset(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("lws") is None:
+        return
+    reason = request.getfixturevalue("lws_missing")
+    if reason:
+        pytest.skip(f"needs a LeaderWorkerSet controller: {reason}")
+
+
+@pytest.fixture
+async def iso_namespace(kube: KubeClient) -> AsyncIterator[str]:
+    """A namespace the session's orchestrator does not watch (it watches t-*): for a test with an
+    orchestrator of its own, or one whose group nothing else may touch (status writes would move it)."""
+    async with scratch_namespace(kube, f"iso-{uuid.uuid4().hex[:8]}") as name:
+        yield name
+
+
 @contextlib.asynccontextmanager
 async def scratch_namespace(kube: KubeClient, name: str) -> AsyncIterator[str]:
     """A namespace for one test, deleted (with everything in it) afterwards."""
@@ -128,25 +206,14 @@ MAIN_NAMESPACES = "t-*"  # the shared orchestrator watches these; isolated tests
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[Any]:
-    import shutil
-
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
-
-    from rbg_flows.workflows.entity import SEARCH_ATTRIBUTES
-
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        # Suggest continue-as-new after 60 events (default: thousands), so every long-running test exercises
-        # the entity workflow carrying its state into a new run.
-        dev_server_extra_args=[
+    # Suggest continue-as-new after 60 events (default: thousands), so every long-running test exercises
+    # the entity workflow carrying its state into a new run.
+    env = await start_dev_server(
+        extra_args=[
             "--ui-disable-news-fetch",
             "--dynamic-config-value",
             "limit.historyCount.suggestContinueAsNew=60",
-        ],
+        ]
     )
     yield env
     await env.shutdown()
@@ -158,10 +225,20 @@ def temporal_address(temporal_env: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-async def crds(kube: KubeClient) -> list[str]:
-    from rbg_flows.install import install_crds
+async def cluster_id(kube: KubeClient) -> str:
+    """The session's cluster id, as the worker, the watcher and the CLI derive it (kube-system's UID)."""
+    from rbg_flows.cli.processes import cluster_id_of
 
-    return await install_crds(kube)
+    return await cluster_id_of(kube)
+
+
+@pytest.fixture(scope="session")
+async def crds(sim: SimCluster, kube: KubeClient) -> list[str]:
+    """The CRDs, their conversion webhook the sim's local process (an external cluster: deploy/'s
+    in-cluster webhook, which must be installed there)."""
+    from rbg_flows.kube.crds import install_crds
+
+    return await install_crds(kube, conversion_client_config=sim.conversion_client_config)
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +253,7 @@ def orchestrator(
         "rbg-test-main",
         tmp_path_factory.mktemp("orch"),
         [MAIN_NAMESPACES],
-        watcher_args=["--heartbeat-timeout=5"],
+        worker_args=["--heartbeat-timeout=5"],
     ).start()
     yield orch
     orch.stop()

@@ -21,32 +21,57 @@ class Orchestrator:
     log_dir: Path
     namespaces: list[str]
     watcher_args: list[str] = field(default_factory=list)
+    worker_args: list[str] = field(default_factory=list)
     worker: ManagedProcess | None = None
     watcher: ManagedProcess | None = None
     restarts: int = 0
+    # The watcher's own identity, when it is not the worker's (the RBAC test gives each its account).
+    watcher_kubeconfig: Path | None = None
+    # Off unless a test asks: the session's watchers share one cluster, so one Lease name per cluster id,
+    # and only one of them could lead (tests that want the Lease give each its own --lease-name).
+    leader_election: bool = False
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, kubeconfig: Path | None = None) -> dict[str, str]:
         return {
             **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.kubeconfig),
             "RBG_TEMPORAL_ADDRESS": self.temporal_address,
             "RBG_TASK_QUEUE": self.task_queue,
         }
 
     def start_worker(self) -> None:
         self.restarts += 1
-        self.worker = ManagedProcess(
+        self.worker = self.spawn_worker(log_name=f"worker-{self.restarts}.log")
+
+    def spawn_worker(self, *extra: str, log_name: str) -> ManagedProcess:
+        """One more worker process on the same task queue (started, not waited for)."""
+        worker = ManagedProcess(
             "worker",
-            [sys.executable, "-m", "rbg_flows.cli", "--log-level=warning", "worker"],
-            self.log_dir / f"worker-{self.restarts}.log",
+            [
+                sys.executable,
+                "-m",
+                "rbg_flows.cli",
+                "--log-level=warning",
+                "worker",
+                *self.worker_args,
+                *extra,
+            ],
+            self.log_dir / log_name,
             env=self._env(),
         )
-        self.worker.start()
+        worker.start()
+        return worker
 
     def start_watcher(self) -> None:
+        self.watcher = self.spawn_watcher()
+
+    def spawn_watcher(self, *extra: str, log_name: str = "watcher.log") -> ManagedProcess:
+        """One more watcher process (its own log and liveness port), once its liveness endpoint answers:
+        kopf's when it leads, the standby's when it waits for the Lease."""
         port = free_port()
         ns_flags = [f"--namespace={n}" for n in self.namespaces]
-        self.watcher = ManagedProcess(
+        election = [] if self.leader_election else ["--no-leader-election"]
+        watcher = ManagedProcess(
             "watcher",
             [
                 sys.executable,
@@ -56,19 +81,22 @@ class Orchestrator:
                 "watcher",
                 *ns_flags,
                 f"--liveness=http://127.0.0.1:{port}/healthz",
+                *election,
                 *self.watcher_args,
+                *extra,
             ],
-            self.log_dir / "watcher.log",
-            env=self._env(),
+            self.log_dir / log_name,
+            env=self._env(self.watcher_kubeconfig),
         )
-        self.watcher.start()
+        watcher.start()
         deadline = time.monotonic() + 60
         while not http_ok(f"http://127.0.0.1:{port}/healthz"):
-            if not self.watcher.alive():
-                raise RuntimeError(f"watcher exited:\n{self.watcher.tail(40)}")
+            if not watcher.alive():
+                raise RuntimeError(f"watcher exited:\n{watcher.tail(40)}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"watcher not live:\n{self.watcher.tail(40)}")
+                raise RuntimeError(f"watcher not live:\n{watcher.tail(40)}")
             time.sleep(0.1)
+        return watcher
 
     def start(self) -> Orchestrator:
         self.start_worker()

@@ -8,12 +8,20 @@ from typing import Any
 
 import yaml
 
+from rbg_flows.api.keys import GROUP_NAME_LABEL, RBG_API
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.wait import wait_for
+from rbg_flows.messages import RbgKey
 
 ROOT = Path(__file__).resolve().parents[2]
-RBG_API = "/apis/workloads.x-k8s.io/v1alpha1"
-NAME_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+
+
+def entity_id(cluster: str, ns: str, name: str) -> str:
+    """The entity workflow's id of a group (the `cluster_id` fixture: the session's sim)."""
+    return RbgKey(cluster=cluster, namespace=ns, name=name).workflow_id
+
+
+NAME_LABEL = GROUP_NAME_LABEL  # the name the tests use
 
 
 def example(name: str) -> dict[str, Any]:
@@ -90,3 +98,38 @@ async def wait_event(
         what=f"event {reason} on {name}",
     )
     return next(e for e in objs.values() if match(e))
+
+
+async def token_for(kube: KubeClient, ns: str, service_account: str, seconds: int = 7200) -> str:
+    """A bearer token of an existing ServiceAccount, from the TokenRequest API."""
+    review = await kube.create(
+        f"/api/v1/namespaces/{ns}/serviceaccounts/{service_account}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    )
+    token: str = review["status"]["token"]
+    return token
+
+
+def kubeconfig_with_user(admin: Path, user: str, credential: dict[str, Any], out: Path) -> Path:
+    """The admin kubeconfig's cluster with one user whose only credential is `credential` (a bearer token,
+    an exec plugin): how a process runs as someone else."""
+    src = yaml.safe_load(admin.read_text())
+    ctx = next(c for c in src["contexts"] if c["name"] == src["current-context"])["context"]
+    cluster = next(c for c in src["clusters"] if c["name"] == ctx["cluster"])
+    out.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": user, "user": credential}],
+                "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+                "current-context": user,
+            }
+        )
+    )
+    return out

@@ -14,7 +14,17 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.wait import is_ready, wait_for
 
 from .conftest import SimCluster
-from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, is_true, rbgs, wait_event, wait_ready
+from .rbg_helpers import (
+    NAME_LABEL,
+    condition,
+    create_rbg,
+    entity_id,
+    example,
+    is_true,
+    rbgs,
+    wait_event,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.sim
 ALL_CONDITIONS = {
@@ -28,7 +38,7 @@ ALL_CONDITIONS = {
 
 
 async def test_pd_example_creates_what_the_reference_controller_would(
-    sim: SimCluster, kube: KubeClient, orchestrator: Any, namespace: str
+    sim: SimCluster, kube: KubeClient, orchestrator: Any, namespace: str, cluster_id: str
 ) -> None:
     manifest = sim.kubectl_run("apply", "-n", namespace, "-f", "examples/pd-disaggregation.yaml")
     assert "created" in manifest.stdout
@@ -62,20 +72,43 @@ async def test_pd_example_creates_what_the_reference_controller_would(
         )
     for role, obj in sts.items():
         assert obj["spec"]["podManagementPolicy"] == "Parallel"
-        assert obj["spec"]["serviceName"] == f"pd-demo-{role}"
-        svc = await kube.get(f"/api/v1/namespaces/{namespace}/services/pd-demo-{role}")
+        assert obj["spec"]["serviceName"] == f"s-pd-demo-{role}"
+        svc = await kube.get(f"/api/v1/namespaces/{namespace}/services/s-pd-demo-{role}")
         assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
         assert svc["spec"]["selector"][NAME_LABEL] == "pd-demo"
         assert svc["spec"]["selector"]["rolebasedgroup.workloads.x-k8s.io/role"] == role
-    assert await kube.get_or_none(f"/api/v1/namespaces/{namespace}/services/pd-demo-router") is None
+    assert await kube.get_or_none(f"/api/v1/namespaces/{namespace}/services/s-pd-demo-router") is None
 
     # The discovery file.
     cm = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/pd-demo")
     config = yaml.safe_load(cm["data"]["config.yaml"])
     assert config["group"]["name"] == "pd-demo" and config["group"]["size"] == 3
     assert config["roles"]["prefill"]["size"] == 2
-    assert config["roles"]["prefill"]["instances"][1]["address"] == "pd-demo-prefill-1.pd-demo-prefill"
+    assert config["roles"]["prefill"]["instances"][1]["address"] == "pd-demo-prefill-1.s-pd-demo-prefill"
     assert config["roles"]["prefill"]["instances"][0]["ports"] == {"http_api": 8000}
+    # What resolves those names: the Service's endpoints name each pod by its hostname under it (the
+    # records a cluster DNS serves as <pod>.s-<rbg>-<role>), the addresses the reference's examples use.
+    for role in ("prefill", "decode"):
+        slices = await kube.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            labelSelector=f"kubernetes.io/service-name=s-pd-demo-{role}",
+        )
+        hostnames = {e.get("hostname") for sl in slices["items"] for e in sl.get("endpoints") or []}
+        addresses = {i["address"].split(".")[0] for i in config["roles"][role]["instances"]}
+        assert hostnames == addresses == {f"pd-demo-{role}-0", f"pd-demo-{role}-1"}
+    # The router is started, as in the reference's example, with engine URLs that name those records.
+    router = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/pd-demo-router")
+    urls = [a for a in router["spec"]["template"]["spec"]["containers"][0]["command"] if "://" in a]
+    services = {
+        s["metadata"]["name"]: s
+        for s in (await kube.get(f"/api/v1/namespaces/{namespace}/services"))["items"]
+    }
+    assert len(urls) == 2
+    for url in urls:
+        pod, service = url.split("://")[1].split(":")[0].split(".")
+        assert service in services and pod in {
+            i["address"].split(".")[0] for r in config["roles"].values() for i in r["instances"]
+        }
 
     # Env (first, in order) and the mount, on the real pods.
     pods = (await kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"{NAME_LABEL}=pd-demo"))[
@@ -104,7 +137,7 @@ async def test_pd_example_creates_what_the_reference_controller_would(
     # Status: roleStatuses, every declared condition, observedGeneration, workflowId.
     st = rbg["status"]
     assert st["observedGeneration"] == 1 and st["phase"] == "Ready"
-    assert st["workflowId"] == f"rbg.{namespace}.pd-demo"
+    assert st["workflowId"] == entity_id(cluster_id, namespace, "pd-demo")
     assert {c["type"] for c in st["conditions"]} == ALL_CONDITIONS
     assert condition(rbg, "Ready")["reason"] == "AllRolesReady"  # type: ignore[index]
     assert {r["name"]: (r["replicas"], r["readyReplicas"]) for r in st["roleStatuses"]} == {
@@ -163,6 +196,7 @@ async def test_dependents_are_created_only_after_their_dependencies_are_ready(
     assert {"name": "LOG_LEVEL", "value": "info"} in container["env"]
 
 
+@pytest.mark.lws
 async def test_leaderworkerset_example(kube: KubeClient, orchestrator: Any, namespace: str) -> None:
     await create_rbg(kube, namespace, example("pd-disaggregation-lws.yaml"))
     rbg = await wait_ready(kube, namespace, "pd-lws", timeout=120)
@@ -280,7 +314,7 @@ async def test_deleting_the_group_removes_every_object_and_pod(
 
 
 async def test_a_newer_spec_mid_deploy_retargets_to_it(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     created = await create_rbg(kube, namespace, example("dependency-chain.yaml"))
     # Change the engine before it exists (the cache is still becoming Ready).
@@ -296,7 +330,7 @@ async def test_a_newer_spec_mid_deploy_retargets_to_it(
     assert rbg["status"]["observedGeneration"] == 2
     from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
-    handle = temporal_env.client.get_workflow_handle(f"rbg.{namespace}.chain")
+    handle = temporal_env.client.get_workflow_handle(entity_id(cluster_id, namespace, "chain"))
     # The status is written by the operation just before it returns to the entity workflow.
     for _ in range(100):
         state = await handle.query(RoleBasedGroupWorkflow.get_state)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +12,13 @@ import pytest
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import wait_for
+from rbg_flows.sim.launch import launched_webhook
 
-from .conftest import SimCluster, scratch_namespace, start_sim
+from .conftest import SimCluster, start_sim
 from .orchestrator import Orchestrator
-from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, wait_rbg, wait_ready
+from .rbg_helpers import NAME_LABEL, condition, create_rbg, entity_id, example, wait_rbg, wait_ready
 
 pytestmark = pytest.mark.sim
-
-
-@pytest.fixture
-async def iso_namespace(kube: KubeClient) -> AsyncIterator[str]:
-    async with scratch_namespace(kube, f"iso-{uuid.uuid4().hex[:8]}") as name:
-        yield name
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def iso_orchestrator(
         f"iso-{iso_namespace}",
         tmp_path,
         [iso_namespace],
-        watcher_args=["--heartbeat-timeout=3", "--ready-deadline=4"],
+        worker_args=["--heartbeat-timeout=3", "--ready-deadline=4"],
     ).start()
     yield orch
     orch.stop()
@@ -130,9 +125,9 @@ async def test_leaderworkerset_role_without_the_lws_crd_is_invalid(
     orch = None
     try:
         async with await KubeClient.from_kubeconfig(kubeconfig) as kube:
-            from rbg_flows.install import install_crds
+            from rbg_flows.kube.crds import install_crds
 
-            await install_crds(kube)
+            await install_crds(kube, conversion_client_config=launched_webhook(tmp_path))
             await kube.create(
                 "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nolws"}}
             )
@@ -195,7 +190,7 @@ async def test_deploy_converges_through_api_faults_without_an_error_storm(
         f"faults-{ns}",
         tmp_path,
         [ns],
-        watcher_args=["--heartbeat-timeout=5"],
+        worker_args=["--heartbeat-timeout=5"],
     ).start()
     try:
         await create_rbg(kube, ns, example("dependency-chain.yaml"))
@@ -212,7 +207,7 @@ async def test_deploy_converges_through_api_faults_without_an_error_storm(
 
 
 async def test_the_entity_workflow_continues_as_new_and_keeps_its_state(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     import asyncio
 
@@ -229,7 +224,7 @@ async def test_the_entity_workflow_continues_as_new_and_keeps_its_state(
         ]
         updated = await kube.patch(path, {"spec": {"roles": roles}})
         await wait_ready(kube, namespace, "chain", generation=updated["metadata"]["generation"])
-    handle = temporal_env.client.get_workflow_handle(f"rbg.{namespace}.chain")
+    handle = temporal_env.client.get_workflow_handle(entity_id(cluster_id, namespace, "chain"))
     # The entity settles (and may continue as new) just after the operation wrote the status we waited for.
     continued = ""
     for _ in range(100):

@@ -213,6 +213,7 @@ spec:
 """
 
 
+@pytest.mark.lws
 async def test_workload_controllers_and_kubectl_behave_as_on_any_cluster(
     sim: SimCluster, kube: KubeClient, namespace: str
 ) -> None:

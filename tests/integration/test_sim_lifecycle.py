@@ -16,9 +16,9 @@ from .conftest import SimCluster, start_sim
 pytestmark = pytest.mark.sim
 
 
-def processes_under(state_dir: Path) -> list[int]:
-    """PIDs whose command line mentions the state dir (every component of one sim does)."""
-    pids = []
+def _under(state_dir: Path) -> dict[int, str]:
+    """Command lines by PID of the processes that mention the state dir (every component of one sim does)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -26,8 +26,16 @@ def processes_under(state_dir: Path) -> list[int]:
             except OSError:
                 continue
             if str(state_dir) in cmdline:
-                pids.append(int(entry.name))
-    return pids
+                found[int(entry.name)] = cmdline
+    return found
+
+
+def processes_under(state_dir: Path) -> list[int]:
+    return list(_under(state_dir))
+
+
+def commands_under(state_dir: Path) -> list[str]:
+    return list(_under(state_dir).values())
 
 
 def wait_gone(state_dir: Path, timeout: float = 30) -> list[int]:
@@ -56,14 +64,20 @@ def test_restart_keeps_state_and_stop_leaves_no_process(sim: SimCluster, own_sim
     assert len(processes_under(state)) >= 4  # etcd, apiserver, controller-manager, scheduler (+ python)
     created = kubectl(sim, kubeconfig, "create", "configmap", "survivor", "--from-literal=k=v")
     assert created.returncode == 0, created.stderr
-    first = json.loads((state / "sim.json").read_text())["apiserver"]
+    info = json.loads((state / "sim.json").read_text())
+    first = info["apiserver"]
+    # The conversion webhook is one of its processes (stopped with it) and keeps its address too: the
+    # CRDs stored in etcd name it.
+    assert any("webhook" in cmd for cmd in commands_under(state))
     proc.stop(timeout=30)
     assert wait_gone(state) == []
     assert not kubeconfig.exists()  # never left pointing at a stopped cluster
 
     proc, kubeconfig = start_sim(own_sim_dir, "--no-lws")
     try:
-        assert json.loads((state / "sim.json").read_text())["apiserver"] == first
+        again = json.loads((state / "sim.json").read_text())
+        assert again["apiserver"] == first
+        assert again["webhookUrl"] == info["webhookUrl"]
         got = kubectl(sim, kubeconfig, "get", "configmap", "survivor", "-o", "jsonpath={.data.k}")
         assert got.stdout == "v", got.stderr
     finally:

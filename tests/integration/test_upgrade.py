@@ -15,18 +15,27 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.client import JSON_PATCH, KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import is_ready, wait_for
 from rbg_flows.rollout.observer import RolloutObserver, pod_images
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
 from .conftest import SimCluster
-from .rbg_helpers import NAME_LABEL, condition, create_rbg, example, rbgs, wait_event, wait_rbg, wait_ready
+from .rbg_helpers import (
+    NAME_LABEL,
+    condition,
+    create_rbg,
+    entity_id,
+    example,
+    rbgs,
+    wait_event,
+    wait_rbg,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.sim
 OLD, NEW, NEWER = "lmsysorg/sglang:v0.5.4", "lmsysorg/sglang:v0.5.5", "lmsysorg/sglang:v0.5.6"
-JSON_PATCH = "application/json-patch+json"
 NAME = "pd-upgrade"
 
 
@@ -131,14 +140,14 @@ async def settled_after(kube: KubeClient, ns: str, generation: int, what: str) -
     )
 
 
-def entity(temporal_env: Any, ns: str) -> Any:
-    return temporal_env.client.get_workflow_handle(f"rbg.{ns}.{NAME}")
+def entity(temporal_env: Any, cluster_id: str, ns: str) -> Any:
+    return temporal_env.client.get_workflow_handle(entity_id(cluster_id, ns, NAME))
 
 
-async def settled(temporal_env: Any, ns: str, generation: int) -> Any:
+async def settled(temporal_env: Any, cluster_id: str, ns: str, generation: int) -> Any:
     """The entity's state once it has recorded the operation for `generation` (the status is written
     just before the operation returns to it)."""
-    handle = entity(temporal_env, ns)
+    handle = entity(temporal_env, cluster_id, ns)
     for _ in range(200):
         state = await handle.query(RoleBasedGroupWorkflow.get_state)
         if state.settled_generation >= generation and state.current is None:
@@ -182,10 +191,10 @@ async def test_coordinated_upgrade_keeps_the_skew_and_makes_one_revision(
 
 
 async def test_pause_holds_the_rollout_and_resume_finishes_it(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     await deployed(kube, namespace)
-    handle = entity(temporal_env, namespace)
+    handle = entity(temporal_env, cluster_id, namespace)
     async with observing(kube, namespace, NEW) as obs:
         gen = await change(kube, namespace, set_engine_image(NEW))
         await until(lambda: sum(obs.counts().values()) >= 1, "a first pod on the new image")
@@ -216,7 +225,7 @@ async def test_pause_holds_the_rollout_and_resume_finishes_it(
 
 
 async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     await deployed(kube, namespace)
     gen = await change(kube, namespace, set_engine_image(NEW))
@@ -226,7 +235,7 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
     await wait_ready(kube, namespace, NAME, generation=gen, timeout=60)
     assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]  # scaling makes none
 
-    handle = entity(temporal_env, namespace)
+    handle = entity(temporal_env, cluster_id, namespace)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(RoleBasedGroupWorkflow.rollback, 9)
     assert "revision 9 not found" in str(refused.value.cause)
@@ -242,7 +251,7 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
         rbg = await settled_after(kube, namespace, gen, "rolled back")
     assert rbg["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["image"] == OLD
     assert rbg["spec"]["roles"][2]["replicas"] == 2
-    st = await settled(temporal_env, namespace, rbg["metadata"]["generation"])
+    st = await settled(temporal_env, cluster_id, namespace, rbg["metadata"]["generation"])
     assert obs.counts() == {"prefill": 4, "decode": 4}, st.recent
     assert obs.max_skew <= 0.25
     images = await role_images(kube, namespace)
@@ -256,10 +265,10 @@ async def test_rollback_to_revision_1_brings_pods_and_spec_back_keeping_replicas
 
 
 async def test_abort_mid_upgrade_restores_the_previous_revision(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     first = await deployed(kube, namespace)
-    handle = entity(temporal_env, namespace)
+    handle = entity(temporal_env, cluster_id, namespace)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(RoleBasedGroupWorkflow.abort)
     assert "no upgrade is in progress" in str(refused.value.cause)
@@ -300,7 +309,7 @@ async def test_back_to_back_changes_end_on_the_newest_without_extra_churn(
 
 
 async def test_kill_9_of_the_worker_mid_upgrade_resumes_at_the_same_step(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     await deployed(kube, namespace)
     async with observing(kube, namespace, NEW) as obs:
@@ -315,7 +324,7 @@ async def test_kill_9_of_the_worker_mid_upgrade_resumes_at_the_same_step(
     assert obs.counts() == {"prefill": 4, "decode": 4}
     assert obs.max_skew <= 0.25
     assert all(obs.replacements(name) == 1 for name in obs.incarnations), obs.incarnations
-    state = await settled(temporal_env, namespace, gen)
+    state = await settled(temporal_env, cluster_id, namespace, gen)
     upgrades = [op for op in state.recent if op.kind == "upgrade"]
     assert [op.outcome for op in upgrades] == ["ready"], state.recent  # one operation, resumed
 
@@ -405,6 +414,7 @@ async def test_a_deployment_role_rolls_through_its_own_strategy_and_nothing_else
     await wait_event(kube, namespace, NAME, "UpgradeSucceeded", contains="revision 2")
 
 
+@pytest.mark.lws
 async def test_a_leaderworkerset_role_rolls_through_its_rollout_fields(
     kube: KubeClient, orchestrator: Any, namespace: str
 ) -> None:
@@ -486,7 +496,7 @@ async def test_a_role_dropped_from_the_spec_is_deleted_and_the_others_stay(
 
 
 async def test_rollout_order_upgrades_roles_one_after_another_and_rollback_reverses_it(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     body = example("coordinated-upgrade.yaml")
     body["spec"].pop("coordination")
@@ -522,7 +532,7 @@ async def test_rollout_order_upgrades_roles_one_after_another_and_rollback_rever
     obs_log.clear()
     back = ordered(OLD)
     async with watching(kube, namespace, back):
-        await entity(temporal_env, namespace).execute_update(RoleBasedGroupWorkflow.rollback, 1)
+        await entity(temporal_env, cluster_id, namespace).execute_update(RoleBasedGroupWorkflow.rollback, 1)
         await settled_after(kube, namespace, gen, "rolled back")
     # Reverse order on the way back: prefill first. (The watch's initial list adds nothing: no pod is
     # on the old image when it starts.)
@@ -547,14 +557,14 @@ async def test_a_rule_partition_keeps_its_share_of_pods_old_across_upgrades(
 
 
 async def test_a_template_and_replicas_change_is_an_upgrade_at_the_old_size_then_a_scale(
-    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
 ) -> None:
     await deployed(kube, namespace)
     both = [*set_engine_image(NEW), {"op": "replace", "path": "/spec/roles/0/replicas", "value": 6}]
     async with observing(kube, namespace, NEW) as obs:
         gen = await change(kube, namespace, both)
         await wait_ready(kube, namespace, NAME, generation=gen, timeout=120)
-    state = await settled(temporal_env, namespace, gen)
+    state = await settled(temporal_env, cluster_id, namespace, gen)
     assert [op.kind for op in state.recent if op.generation == gen] == ["upgrade", "scale"]
     # The upgrade rolled the 4 existing prefill pods (each replaced once); the 2 new ones came with the scale.
     assert obs.counts() == {"prefill": 6, "decode": 4}

@@ -2,18 +2,21 @@
 
     python -m tests.replay.record --address 127.0.0.1:7233 WORKFLOW_ID [WORKFLOW_ID ...]
 
+or all of them from a fresh live run: tests/replay/record_scenarios.sh
+
 Writes histories/<WorkflowType>__<label>.json; commit them with the change that produced them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+
+from rbg_flows.temporal import connect, run_with_runtime
 
 OUT = Path(__file__).parent / "histories"
 
@@ -28,16 +31,20 @@ async def record(client: Client, workflow_id: str, label: str) -> Path:
     return path
 
 
-async def main() -> None:
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--address", default="127.0.0.1:7233")
     ap.add_argument("--label", default="")
     ap.add_argument("workflow_ids", nargs="+")
     args = ap.parse_args()
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
-    for wid in args.workflow_ids:
-        print(await record(client, wid, f"{args.label}{wid}"))
+
+    async def run(runtime: Runtime) -> None:
+        client = await connect(args.address, "default", runtime)
+        for wid in args.workflow_ids:
+            print(await record(client, wid, f"{args.label}{wid}"))
+
+    run_with_runtime(run)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

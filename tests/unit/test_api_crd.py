@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from rbg_flows.api import KubeModel, RoleBasedGroup, RoleBasedGroupScalingAdapter, RoleBasedGroupSet
+from rbg_flows.api import crd as crd_module
 from rbg_flows.api.crd import (
     KINDS,
     KUSTOMIZATION_FILE,
@@ -296,8 +297,11 @@ def test_names_columns_and_subresources() -> None:
             "singular": kind.lower(),
             "shortNames": short,
         }
-        [version] = crd["spec"]["versions"]
-        assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+        # Both versions and which one is stored: test_api_crd_versions.py.
+        assert all(version["served"] for version in crd["spec"]["versions"])
+        assert [v["name"] for v in crd["spec"]["versions"] if v["storage"]] == [
+            "v1alpha2" if crd_module.SERVE_V1ALPHA2 else "v1alpha1"
+        ]
 
     def columns(kind: str) -> list[tuple[str, str, str]]:
         version = crds[kind]["spec"]["versions"][0]
@@ -371,6 +375,7 @@ def test_every_model_field_is_in_the_schema() -> None:
         "scalingAdapter",
         "minReadySeconds",
         "components",
+        "podManagementPolicy",
     }
     assert set(at(schema, ".spec")["properties"]) == {
         "roles",

@@ -280,6 +280,34 @@ def test_role_defaults_match_api_md() -> None:
     }
 
 
+LWS = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"}
+
+
+@pytest.mark.parametrize(
+    ("workload", "legacy", "config_type", "expected"),
+    [
+        # The reference's precedence: restartPolicyConfig.type, then restartPolicy, then the default.
+        (None, None, None, "None"),
+        (LWS, None, None, "RecreateRoleInstanceOnPodRestart"),
+        (LWS, "None", None, "None"),
+        (LWS, "None", "RecreateRBGOnPodRestart", "RecreateRBGOnPodRestart"),
+        (None, "RecreateRBGOnPodRestart", "None", "None"),
+        (None, None, "RecreateRoleInstanceOnPodRestart", "RecreateRoleInstanceOnPodRestart"),
+    ],
+)
+def test_restart_policy_config_type_wins(
+    workload: dict[str, str] | None, legacy: str | None, config_type: str | None, expected: str
+) -> None:
+    role: dict[str, Any] = {"name": "r", "template": {}}
+    if workload is not None:
+        role["workload"] = workload
+    if legacy is not None:
+        role["restartPolicy"] = legacy
+    # A config without a type (backoff only) leaves the policy to restartPolicy and the default.
+    role["restartPolicyConfig"] = {"maxRestarts": 2} if config_type is None else {"type": config_type}
+    assert RoleSpec.model_validate(role).effective_restart_policy == expected
+
+
 def test_lws_manifest() -> None:
     rbg = RoleBasedGroup.model_validate(load(LWS_MANIFEST))
     prefill, decode = rbg.spec.roles

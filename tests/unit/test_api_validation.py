@@ -22,6 +22,7 @@ from rbg_flows.api import (
     validate_rbgs,
 )
 
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment"}
 TEMPLATE: dict[str, Any] = {"spec": {"containers": [{"name": "main", "image": "engine"}]}}
 
 
@@ -310,7 +311,9 @@ def test_rbgs_checks_the_longest_child_name() -> None:
         return RoleBasedGroupSet.model_validate(
             {
                 "metadata": {"name": "s" * 50},
-                "spec": {"replicas": replicas, "template": {"roles": [role("r" * 10)]}},
+                # A Deployment: its workload name is the only derived name that binds (StatefulSet
+                # names are held to 52 by their controller-revision-hash label, see test_api_limits).
+                "spec": {"replicas": replicas, "template": {"roles": [role("r" * 10, workload=DEPLOYMENT)]}},
             }
         )
 

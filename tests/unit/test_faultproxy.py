@@ -205,7 +205,7 @@ def test_injector_count_first_match_and_counters() -> None:
     picks = [inj.choose(POD) for _ in range(3)]
     assert [p.action if p else None for p in picks] == ["conflict", "conflict", "throttle"]
     assert inj.choose(DISCOVERY) is None
-    assert inj.injected == {"conflict": 2, "throttle": 1, "error": 0, "hang": 0}
+    assert inj.injected == {"conflict": 2, "throttle": 1, "error": 0, "hang": 0, "gone": 0}
     assert inj.fired() == [2, 1]
     inj.set_rules([rule(resource="pods", action="conflict", count=1)])  # replacing resets per-rule counts
     assert inj.choose(POD) is not None
@@ -473,7 +473,7 @@ async def test_throttle_and_control(pki: ClusterPki, upstream: Upstream, proxy: 
         assert await control.rules() == []
 
         stats = await control.stats()
-        assert stats["injected"] == {"conflict": 1, "throttle": 1, "error": 0, "hang": 1}
+        assert stats["injected"] == {"conflict": 1, "throttle": 1, "error": 0, "hang": 1, "gone": 0}
         assert stats["requests"] == 5
         assert await control.cut_watches() == 0
 

@@ -60,3 +60,23 @@ async def test_with_retries_gives_up_at_once_on_a_client_error() -> None:
     with pytest.raises(ApiError):
         await with_retries(invalid)
     assert calls == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # What the API server (v1.35, the sim) answers a server-side apply of `cpu: lots`, verbatim.
+        "failed to convert new object (default/x; apps/v1, Kind=StatefulSet) to proper version: unable to "
+        "convert unstructured object to apps/v1, Kind=StatefulSet: quantities must match the regular "
+        "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        "unable to convert unstructured object to apps/v1, Kind=StatefulSet",
+    ],
+)
+def test_a_500_that_is_a_conversion_failure_is_not_retried(message: str) -> None:
+    exc = ApiError(500, "", message)
+    assert not is_retryable(exc)
+    assert "cannot be converted" in describe(exc) and message in describe(exc)
+
+
+def test_a_plain_500_is_retried() -> None:
+    assert is_retryable(ApiError(500, "InternalError", "etcdserver: request timed out"))

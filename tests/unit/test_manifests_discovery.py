@@ -31,25 +31,25 @@ group:
 roles:
   decode:
     instances:
-    - address: pd-demo-decode-0.pd-demo-decode
+    - address: pd-demo-decode-0.s-pd-demo-decode
       ports:
         http_api: 8000
-    - address: pd-demo-decode-1.pd-demo-decode
+    - address: pd-demo-decode-1.s-pd-demo-decode
       ports:
         http_api: 8000
     size: 2
   prefill:
     instances:
-    - address: pd-demo-prefill-0.pd-demo-prefill
+    - address: pd-demo-prefill-0.s-pd-demo-prefill
       ports:
         http_api: 8000
-    - address: pd-demo-prefill-1.pd-demo-prefill
+    - address: pd-demo-prefill-1.s-pd-demo-prefill
       ports:
         http_api: 8000
     size: 2
   router:
     instances:
-    - address: pd-demo-router-0.pd-demo-router
+    - address: pd-demo-router-0.s-pd-demo-router
       ports:
         http: 8080
     size: 1
@@ -95,7 +95,7 @@ def test_yaml_follows_go_key_order_and_quoting() -> None:
     ("text", "quoted"),
     [
         ("prefill", False),
-        ("pd-demo-prefill-0.pd-demo-prefill", False),
+        ("pd-demo-prefill-0.s-pd-demo-prefill", False),
         ("http_api", False),
         ("y", True),
         ("on", True),
@@ -142,7 +142,7 @@ def test_configmap() -> None:
 
 def test_scaling_changes_the_configmap() -> None:
     assert discovery_config(pd_rbg(decode={"replicas": 3})) != PD_CONFIG
-    assert "pd-demo-decode-2.pd-demo-decode" in discovery_config(pd_rbg(decode={"replicas": 3}))
+    assert "pd-demo-decode-2.s-pd-demo-decode" in discovery_config(pd_rbg(decode={"replicas": 3}))
 
 
 def pod_templates(workload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -114,9 +114,9 @@ def test_objects_of_the_pd_example() -> None:
     kinds = [(o["kind"], o["metadata"]["name"]) for o in all_objects(pd_rbg())]
     assert kinds == [
         ("StatefulSet", "pd-demo-prefill"),
-        ("Service", "pd-demo-prefill"),
+        ("Service", "s-pd-demo-prefill"),
         ("StatefulSet", "pd-demo-decode"),
-        ("Service", "pd-demo-decode"),
+        ("Service", "s-pd-demo-decode"),
         ("Deployment", "pd-demo-router"),
         ("ConfigMap", "pd-demo"),
     ]

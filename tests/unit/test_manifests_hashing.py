@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rbg_flows.api import RoleBasedGroup
+import pytest
+import yaml
+
+from rbg_flows.api import RoleBasedGroup, parse_rbg
 from rbg_flows.manifests import role_revision_hash, role_revision_hashes, spec_revision_hash
 from rbg_flows.manifests.hashing import fnv1a_32, safe_encode
 from tests.unit.test_manifests_examples import LWS_MANIFEST, NAMESPACE, UID, lws_rbg, make_rbg, pd_rbg
@@ -146,3 +149,31 @@ def test_hashes_are_the_same_in_another_process() -> None:
         for r in (pd_rbg(), make_rbg(LWS_MANIFEST))
     )
     assert outputs == {local}
+
+
+# Classification runs inline in workflow code: a change of these values changes what a recorded history
+# would do on replay. Changing them is a versioned change of the workflows (docs/architecture.md).
+PINNED = {
+    "pd-disaggregation.yaml": (
+        "7d94b4b587",
+        {"prefill": "84b55877f7", "decode": "74677c6689", "router": "6cf5c95546"},
+    ),
+    "coordinated-upgrade.yaml": (
+        "5cd89dbdb8",
+        {"prefill": "85f76f586c", "decode": "5dc56f586c", "router": "85bf998dd8"},
+    ),
+    "dependency-chain.yaml": (
+        "6c9b5dddff",
+        {"cache": "7fc98f79c7", "engine": "5db67b59", "gateway": "864bd45f9b"},
+    ),
+}
+
+
+@pytest.mark.parametrize("example", sorted(PINNED))
+def test_example_hashes_are_pinned(example: str) -> None:
+    docs = yaml.safe_load_all((Path(__file__).resolve().parents[2] / "examples" / example).read_text())
+    obj = next(d for d in docs if d and d.get("kind") == "RoleBasedGroup")
+    obj["metadata"].update(namespace="default", uid="u")
+    rbg, errors = parse_rbg(obj)
+    assert rbg is not None and not errors
+    assert (spec_revision_hash(rbg.spec), role_revision_hashes(rbg.spec)) == PINNED[example]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rbg_flows.api import RoleBasedGroup
+from rbg_flows.api.keys import CONTROLLER_REVISION_HASH_LABEL, ROLE_SIZE_ANNOTATION
 from rbg_flows.manifests import (
     GROUP_NAME_LABEL,
     GROUP_UNIQUE_KEY_LABEL,
@@ -16,7 +17,6 @@ from rbg_flows.manifests import (
     role_revision_label,
     role_selector,
 )
-from rbg_flows.manifests.labels import CONTROLLER_REVISION_HASH_LABEL, ROLE_SIZE_ANNOTATION
 from tests.unit.test_manifests_examples import UID, pd_rbg
 
 

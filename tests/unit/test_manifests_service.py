@@ -14,7 +14,7 @@ def test_shape() -> None:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": "pd-demo-prefill",
+            "name": "s-pd-demo-prefill",
             "namespace": "inference",
             "labels": {
                 "rolebasedgroup.workloads.x-k8s.io/name": "pd-demo",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from rbg_flows.api import RoleBasedGroup
@@ -55,7 +57,7 @@ def test_statefulset_shape() -> None:
     assert {k: v for k, v in spec.items() if k != "template"} == {
         "replicas": 2,
         "selector": {"matchLabels": common},
-        "serviceName": "pd-demo-prefill",
+        "serviceName": "s-pd-demo-prefill",
         "podManagementPolicy": "Parallel",
         "minReadySeconds": 0,
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}},
@@ -265,3 +267,20 @@ def test_exclusive_topology() -> None:
     assert prefill["metadata"]["labels"][UNIQUE] == KEY
     decode_template = build_workload(rbg, rbg.spec.role("decode"))["spec"]["template"]
     assert "affinity" not in decode_template["spec"]
+
+
+def test_exclusive_topology_in_the_spelling_of_the_current_reference() -> None:
+    # rbg.workloads.x-k8s.io/ keys (what the reference writes since v0.8): same placement as the old ones.
+    old = pd_rbg().model_dump(mode="json", by_alias=True, exclude_none=True)
+    new = copy.deepcopy(old)
+    old["metadata"]["annotations"] = {"rolebasedgroup.workloads.x-k8s.io/exclusive-topology": "zone"}
+    new["metadata"]["annotations"] = {"rbg.workloads.x-k8s.io/group-exclusive-topology": "zone"}
+    decode = next(role for role in new["spec"]["roles"] if role["name"] == "decode")
+    decode["annotations"] = {"rbg.workloads.x-k8s.io/role-disable-exclusive": "true"}
+    before, after = RoleBasedGroup.model_validate(old), RoleBasedGroup.model_validate(new)
+    prefill = build_workload(after, after.spec.role("prefill"))["spec"]["template"]["spec"]
+    assert (
+        prefill["affinity"]
+        == build_workload(before, before.spec.role("prefill"))["spec"]["template"]["spec"]["affinity"]
+    )
+    assert "affinity" not in build_workload(after, after.spec.role("decode"))["spec"]["template"]["spec"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rbg_flows.activities.workloads import KINDS, readiness
 from rbg_flows.api import DEPLOYMENT, LEADERWORKERSET, STATEFULSET
+from rbg_flows.kube.kinds import KINDS
+from rbg_flows.rollout.readiness import readiness
 
 
 def sts(
@@ -85,7 +86,7 @@ def test_api_paths() -> None:
 
 
 def test_a_pod_runs_a_template_when_its_containers_match_image_command_and_args() -> None:
-    from rbg_flows.activities.workloads import runs_template
+    from rbg_flows.rollout.readiness import runs_template
 
     template = {"spec": {"containers": [{"name": "e", "image": "x:2", "args": ["--a"]}]}}
     pod = {"spec": {"containers": [{"name": "e", "image": "x:2", "args": ["--a"], "env": [{"name": "LWS"}]}]}}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rbg_flows.control import bar, render_status
+from rbg_flows.cli.control import bar, render_status
+from rbg_flows.messages import GroupState, OperationRecord, RbgKey, RoleProgress
 from rbg_flows.rollout.history import change_summary, format_history, history_rows, revision_diff
-from rbg_flows.workflows.types import GroupState, OperationRecord, RbgKey, RoleProgress
 
 
 def revision(number: int, images: dict[str, str], **extra: Any) -> dict[str, Any]:

@@ -229,7 +229,7 @@ def test_observer_samples_skew_at_every_event_and_counts_replacements() -> None:
 
 
 def test_blocking_pods_are_unready_old_pods_the_statefulset_will_replace_anyway() -> None:
-    from rbg_flows.activities.unblock import blocking_pods
+    from rbg_flows.kube.unblock import blocking_pods
 
     def sts_obj(partition: int, observed: int = 2) -> dict[str, Any]:
         return {

@@ -1,0 +1,1 @@
+"""Activity implementations (I/O through injected clients) and their interface for the workflows."""

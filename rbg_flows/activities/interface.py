@@ -1,0 +1,100 @@
+"""The activities as the workflows see them: names and typed signatures, no implementation.
+
+Workflows schedule activities through these stubs, so importing a workflow never imports the
+Kubernetes client or a manifest builder; the worker registers the implementations (methods of the
+classes in this package, injected with their clients) under the same names. `tests/unit` checks that
+every stub has an implementation with the same signature, and the workflow tests register stand-ins
+under these names.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from rbg_flows.messages import (
+    DeployedRole,
+    PartitionRequest,
+    PruneRequest,
+    RevisionInfo,
+    RoleDeploy,
+    RoleRollState,
+    SpecEvent,
+    SpecRewrite,
+    StatusUpdate,
+    StepRequest,
+    StepWait,
+    Timeouts,
+    ValidationReport,
+)
+
+
+def _stub(name: str) -> NotImplementedError:
+    return NotImplementedError(f"activity {name} runs on a worker, not here")
+
+
+@activity.defn(name="settings")
+async def settings() -> Timeouts:
+    """The worker's operator settings (timeouts), read when an operation starts."""
+    raise _stub("settings")
+
+
+@activity.defn(name="prepare")
+async def prepare(event: SpecEvent) -> ValidationReport:
+    """Validate the spec; when deployable, apply the discovery ConfigMap."""
+    raise _stub("prepare")
+
+
+@activity.defn(name="record_revision")
+async def record_revision(event: SpecEvent) -> RevisionInfo:
+    raise _stub("record_revision")
+
+
+@activity.defn(name="deploy_role")
+async def deploy_role(req: RoleDeploy) -> DeployedRole:
+    """Apply one role's workload (its headless Service first) and wait until it is ready, or its readiness
+    changes, or the deadline passes; one activity per role and round instead of an apply and a wait."""
+    raise _stub("deploy_role")
+
+
+@activity.defn(name="report")
+async def report(upd: StatusUpdate) -> None:
+    raise _stub("report")
+
+
+@activity.defn(name="set_partition")
+async def set_partition(req: PartitionRequest) -> RoleRollState:
+    raise _stub("set_partition")
+
+
+@activity.defn(name="step_role")
+async def step_role(req: StepRequest) -> RoleRollState:
+    raise _stub("step_role")
+
+
+@activity.defn(name="wait_step")
+async def wait_step(req: StepWait) -> RoleRollState:
+    raise _stub("wait_step")
+
+
+@activity.defn(name="prune_roles")
+async def prune_roles(req: PruneRequest) -> list[str]:
+    raise _stub("prune_roles")
+
+
+@activity.defn(name="rewrite_spec")
+async def rewrite_spec(req: SpecRewrite) -> SpecEvent:
+    raise _stub("rewrite_spec")
+
+
+STUBS = (
+    settings,
+    prepare,
+    record_revision,
+    deploy_role,
+    report,
+    set_partition,
+    step_role,
+    wait_step,
+    prune_roles,
+    rewrite_spec,
+)

@@ -1,0 +1,5 @@
+import sys
+
+from rbg_flows.cli.main import main
+
+sys.exit(main())
