@@ -41,6 +41,10 @@ rules:
 """
 
 
+_BIND_ATTEMPTS = 3
+_ADDRESS_IN_USE = "address already in use"
+
+
 class StartError(RuntimeError):
     pass
 
@@ -115,17 +119,26 @@ class ControlPlane:
     def start(self, timeout: float = 120.0) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pki = ensure_pki(self.dir / "pki")
-        self.ports = Ports.load_or_pick(self.dir / "ports.json", self.cfg.port)
         deadline = time.monotonic() + timeout
-        try:
-            self._start_etcd(deadline)
-            self._start_apiserver(deadline)
-            self.kubeconfig_for("admin", "admin")
-            self._start_controllers()
-            self._wait_default_service_account(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(_BIND_ATTEMPTS):
+            # Ports are checked free and then bound by another process, so another listener can come
+            # in between; a component that lost its port is started again on a fresh one.
+            self.ports = Ports.load_or_pick(self.dir / "ports.json", self.cfg.port)
+            try:
+                self._start_etcd(deadline)
+                self._start_apiserver(deadline)
+                self.kubeconfig_for("admin", "admin")
+                self._start_controllers()
+                self._wait_default_service_account(deadline)
+                return
+            except StartError as err:
+                self.stop()
+                if _ADDRESS_IN_USE not in str(err) or attempt + 1 == _BIND_ATTEMPTS:
+                    raise
+                log.warning("port taken, starting again", attempt=attempt + 1)
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
