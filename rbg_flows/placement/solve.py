@@ -13,7 +13,8 @@ which `Decision.complete` says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import bisect
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from rbg_flows.placement import pack
@@ -54,39 +55,69 @@ class _Candidate:
     value: int  # capped tier
 
 
+_NOWHERE = _Candidate(None, 0)
+
+
 def eligible(cluster: Cluster, domain: Domain, exclusive: bool) -> bool:
     return not exclusive or not any(cluster.nodes[i].tenants for i in domain.nodes)
 
 
 def _room(cluster: Cluster, domain: Domain) -> int:
-    return sum(cluster.nodes[i].free for i in domain.nodes)
+    free = cluster.free_gpus
+    return sum(free[i] for i in domain.nodes)
 
 
 def candidates(
     cluster: Cluster, comp: Component, level: Tier, required: bool, exclusive: bool
-) -> list[_Candidate]:
-    """Domains that could hold `comp` by total room, best first; for Preferred, ending with "anywhere"."""
-    keyed = []
-    for d in cluster.domains:
-        if (required and d.tier < level) or not eligible(cluster, d, exclusive):
-            continue
-        room = _room(cluster, d)
-        if room < comp.gpus:
-            continue
-        value = min(d.tier, level)
-        keyed.append(
-            ((-value, max(0, d.tier - level), room - comp.gpus, d.key, d.value), _Candidate(d, value))
-        )
-    keyed.sort(key=lambda kc: kc[0])
-    out = [c for _, c in keyed]
+) -> Iterator[_Candidate]:
+    """Domains that could hold `comp` by room, best first; for Preferred, ending with "anywhere".
+
+    Lazily: tier groups in order of (capped tier, distance above the level), and in each the domains by
+    room from the least that suffices (best fit), so a decision usually reads a handful of domains out of
+    thousands."""
+    need, biggest = comp.gpus, (comp.pods[0] if comp.pods else 0)
+    tiers = sorted(
+        (t for t in cluster.by_tier if not required or t >= level),
+        key=lambda t: (-min(t, level), max(0, t - level)),
+    )
+    for tier in tiers:
+        value = int(min(tier, level))
+        order = cluster.by_tier[tier]
+        for k in order[bisect.bisect_left(cluster.rooms_by_tier[tier], need) :]:
+            d = cluster.domains[k]
+            if cluster.largest[k] >= biggest and eligible(cluster, d, exclusive):
+                yield _Candidate(d, value)
     if not required:
-        out.append(_Candidate(None, 0))
-    return out
+        yield _NOWHERE
+
+
+class _Seen(Sequence[_Candidate]):
+    """A lazy candidate stream read again by later branches of the search without recomputing it."""
+
+    def __init__(self, source: Iterator[_Candidate]) -> None:
+        self._source, self._items = source, list[_Candidate]()
+
+    def __iter__(self) -> Iterator[_Candidate]:
+        k = 0
+        while True:
+            if k == len(self._items):
+                nxt = next(self._source, None)
+                if nxt is None:
+                    return
+                self._items.append(nxt)
+            yield self._items[k]
+            k += 1
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, k: int) -> _Candidate:  # type: ignore[override]
+        return self._items[k]
 
 
 def _fits(cluster: Cluster, chosen: Sequence[tuple[Component, Domain | None]], budget: int) -> bool | None:
     pods = [(g, d.nodes) for comp, d in chosen if d is not None for g in comp.pods if g]
-    return pack.fits(pods, [n.free for n in cluster.nodes], budget)
+    return pack.fits(pods, cluster.free_gpus, budget)
 
 
 def solve(
@@ -101,13 +132,13 @@ def solve(
 ) -> Decision:
     comps = list(comps)
     best_possible = sum(c.pairs * level for c in comps)
-    by_ident = {d.ident: d for d in cluster.domains}
-    lists: list[list[_Candidate]] = []
+    by_ident = cluster.by_ident
+    lists: list[Sequence[_Candidate]] = []
     spilled: set[str] = set()
     for comp in comps:
         kept = by_ident.get((pinned or {}).get(comp.name, (-1, "", "")))
         if kept is None:
-            lists.append(candidates(cluster, comp, level, required, exclusive))
+            lists.append(_Seen(candidates(cluster, comp, level, required, exclusive)))
             continue
         # Placed before: stay (moving would restart running pods). Growth that no longer fits fails a
         # Required group and spills a Preferred one; its tier is then that of the smallest domain
@@ -126,9 +157,8 @@ def solve(
         else:
             spilled.add(comp.name)
             lists.append([_Candidate(kept, 0)])
-    bounds = [
-        max((c.value for c in cs), default=0) * comp.pairs for cs, comp in zip(lists, comps, strict=True)
-    ]
+    # Candidates come best first: the first one's value bounds what the component can add.
+    bounds = [next(iter(cs), _NOWHERE).value * comp.pairs for cs, comp in zip(lists, comps, strict=True)]
     rest = [sum(bounds[k:]) for k in range(len(comps) + 1)]
     best: list[_Candidate] | None = None
     best_score = -1

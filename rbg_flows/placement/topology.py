@@ -60,9 +60,25 @@ class Cluster:
     nodes: list[GpuNode]
     keys: LabelKeys = field(default_factory=LabelKeys)
     domains: list[Domain] = field(init=False)
+    free_gpus: list[int] = field(init=False)  # by node index, read by every feasibility check
+    # By domain index: total free GPUs, and the most on one node (cheap necessary conditions).
+    room: list[int] = field(init=False)
+    largest: list[int] = field(init=False)
+    by_ident: dict[tuple[int, str, str], Domain] = field(init=False)
+    by_tier: dict[Tier, list[int]] = field(init=False)
+    rooms_by_tier: dict[Tier, list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.domains = _domains(self.nodes, self.keys)
+        self.free_gpus = free = [n.free for n in self.nodes]
+        self.room = [sum(free[i] for i in d.nodes) for d in self.domains]
+        self.largest = [max(free[i] for i in d.nodes) for d in self.domains]
+        self.by_ident = {d.ident: d for d in self.domains}
+        # Per tier, domain indices by (room, key, value): best fit first, found by bisecting on room.
+        self.by_tier: dict[Tier, list[int]] = {}
+        for k in sorted(range(len(self.domains)), key=lambda k: (self.room[k], *self.domains[k].ident[1:])):
+            self.by_tier.setdefault(self.domains[k].tier, []).append(k)
+        self.rooms_by_tier = {t: [self.room[k] for k in ks] for t, ks in self.by_tier.items()}
 
     @property
     def free(self) -> int:
