@@ -440,6 +440,8 @@ class ValidationReport(BaseModel):
     roles: dict[str, RolePlan] = Field(default_factory=dict)
     # name -> fingerprint of the RollingUpdate engine runtime profiles the group uses, as resolved
     profiles: dict[str, str] = Field(default_factory=dict)
+    # spec.placement asks for topology-aware placement (policy other than None)
+    placement: bool = False
 
     @property
     def message(self) -> str:
@@ -461,6 +463,7 @@ class ValidationReport(BaseModel):
                 )
                 for r in rbg.spec.roles
             },
+            placement=rbg.spec.placement is not None and rbg.spec.placement.policy != "None",
         )
 
 
@@ -472,9 +475,38 @@ class RolePlan(BaseModel):
     pods_per_instance: int = 1
 
 
+class PlacementTerm(BaseModel):
+    """Pods go to nodes whose label `key` is one of `values` (a domain: never node names, except a
+    single-node domain, so the scheduler keeps its choice inside it)."""
+
+    key: str
+    values: list[str]
+
+
+class RolePlacement(BaseModel):
+    """Where placement put a role, as the role's pod template expresses it."""
+
+    required: bool  # required node affinity (Required) or preferred (Preferred)
+    terms: list[PlacementTerm] = Field(default_factory=list)  # any one of them (ORed)
+    # Pods of one LeaderWorkerSet instance share a domain of this key (pod affinity per instance).
+    instance_key: str | None = None
+    # `exclusive`: no other group's pods in the domain of this key.
+    exclusive_key: str | None = None
+
+
+class PlacementChoice(BaseModel):
+    """The placement activity's decision for one operation, recorded in its history."""
+
+    error: str | None = None  # Required, and nothing fits: the reason
+    roles: dict[str, RolePlacement] = Field(default_factory=dict)
+    status: dict[str, Any] = Field(default_factory=dict)  # status.placement
+    summary: str = ""  # one line for the step's summary
+
+
 class RoleRequest(BaseModel):
     ref: SpecRef
     role: str
+    placement: RolePlacement | None = None
 
     @property
     def key(self) -> RbgKey:
@@ -508,6 +540,7 @@ class RoleDeploy(WaitTiming):
     ref: SpecRef
     plan: RolePlan
     applied: AppliedWorkload | None = None
+    placement: RolePlacement | None = None
 
     @property
     def key(self) -> RbgKey:
@@ -545,6 +578,7 @@ class StatusUpdate(BaseModel):
     event: EventRecord | None = None  # posted after the status is written
     current_revision: str | None = None
     update_revision: str | None = None
+    placement: dict[str, Any] | None = None  # status.placement, when an operation placed the group
 
 
 class EventRecord(BaseModel):

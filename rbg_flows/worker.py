@@ -12,12 +12,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from rbg_flows.activities.apply import ApplyActivities
 from rbg_flows.activities.deploy_role import DeployRoleActivities
+from rbg_flows.activities.placement import PlacementActivities
 from rbg_flows.activities.prepare import PrepareActivities
 from rbg_flows.activities.revisions import RevisionActivities
 from rbg_flows.activities.rollout import RolloutActivities
 from rbg_flows.activities.settings import SettingsActivities
 from rbg_flows.activities.status import StatusActivities
 from rbg_flows.activities.wait import WaitActivities
+from rbg_flows.incluster import default_namespace
 from rbg_flows.kube.cache import WorkloadCache
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.messages import Timeouts
@@ -28,17 +30,22 @@ from rbg_flows.workflows.upgrade import UpgradeWorkflow
 WORKFLOWS = (RoleBasedGroupWorkflow, DeployWorkflow, UpgradeWorkflow)
 
 
-def activities(kube: KubeClient, cache: WorkloadCache, timeouts: Timeouts) -> Sequence[Callable[..., Any]]:
-    """Every activity implementation, one per stub in `activities.interface`."""
+def activities(
+    kube: KubeClient, cache: WorkloadCache, timeouts: Timeouts, namespace: str | None = None
+) -> Sequence[Callable[..., Any]]:
+    """Every activity implementation, one per stub in `activities.interface`; `namespace` is where the
+    worker keeps its own objects (the placement ledger), by default its pod's namespace."""
     prepare = PrepareActivities(kube, cache)
     revisions = RevisionActivities(kube, cache)
     role = DeployRoleActivities(ApplyActivities(kube, cache), WaitActivities(kube, cache))
     status = StatusActivities(kube, cache)
     rollout = RolloutActivities(kube, cache)
+    placement = PlacementActivities(kube, cache, namespace or default_namespace())
     return [
         SettingsActivities(timeouts).settings,
         prepare.prepare,
         revisions.record_revision,
+        placement.place,
         role.deploy_role,
         status.report,
         rollout.set_partition,

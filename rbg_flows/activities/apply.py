@@ -33,7 +33,7 @@ class ApplyActivities:
             # Read afresh, not from the cache: the pin of its NoUpdate profiles must not be missed.
             current = await kube_call(lambda: self.kube.get_or_none(kind.path(ns, name)))
             profiles = await self.profiles.for_role(rbg, role, current, req.ref.profiles)
-        body = build_workload(rbg, role, profiles=profiles)
+        body = build_workload(rbg, role, profiles=profiles, placement=req.placement)
         applied = await kube_call(lambda: self.kube.apply(kind.path(ns, name), body, FIELD_MANAGER))
         if kind.key == STATEFULSET:
             await retire_legacy_service(self.kube, self.cache, ns, req.key.name, req.ref.uid, role.name)

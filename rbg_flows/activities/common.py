@@ -10,10 +10,11 @@ import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rbg_flows.api import RoleBasedGroup, parse_rbg
+from rbg_flows.api import RoleBasedGroup, RoleBasedGroupStatus, parse_rbg
 from rbg_flows.api.conversion import internal_form
 from rbg_flows.kube.cache import WatchFailing, WorkloadCache
 from rbg_flows.kube.client import ApiError, KubeClient
@@ -63,7 +64,12 @@ async def kube_call(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await with_retries(attempt)
     except ApiError as e:
-        raise ApplicationError(describe(e), type=f"Kube{e.status}", non_retryable=not is_retryable(e)) from e
+        raise kube_error(e) from e
+
+
+def kube_error(e: ApiError) -> ApplicationError:
+    """The API server's refusal as the activity's error: its message, `Kube<status>` as the type."""
+    return ApplicationError(describe(e), type=f"Kube{e.status}", non_retryable=not is_retryable(e))
 
 
 def model_of(event: SpecEvent) -> RoleBasedGroup:
@@ -106,7 +112,19 @@ async def resolve(kube: KubeClient, ref: SpecRef, cache: WorkloadCache | None = 
     body = await _cached_group(cache, ref) if cache is not None else None
     if body is None:
         body = await kube_call(lambda: kube.get_or_none(GROUPS.path(ref.key.namespace, ref.key.name)))
-    return model_of(check_ref(ref, spec_event(internal_form(body)) if body is not None else None))
+    internal = internal_form(body) if body is not None else None
+    rbg = model_of(check_ref(ref, spec_event(internal) if internal is not None else None))
+    return _with_status(rbg, (internal or {}).get("status"))
+
+
+def _with_status(rbg: RoleBasedGroup, status: Any) -> RoleBasedGroup:
+    """`rbg` with the live status, for what builders keep from earlier operations (the placement)."""
+    if not isinstance(status, dict):
+        return rbg
+    try:
+        return rbg.model_copy(update={"status": RoleBasedGroupStatus.model_validate(status)})
+    except ValidationError:
+        return rbg  # a status someone wrote by hand that does not parse: nothing is kept from it
 
 
 async def groups_readable(cache: WorkloadCache) -> bool:

@@ -21,7 +21,9 @@ class DeployRoleActivities:
 
     @activity.defn(name="deploy_role")
     async def deploy_role(self, req: RoleDeploy) -> DeployedRole:
-        applied = req.applied or await self.apply.apply(RoleRequest(ref=req.ref, role=req.plan.role))
+        applied = req.applied or await self.apply.apply(
+            RoleRequest(ref=req.ref, role=req.plan.role, placement=req.placement)
+        )
         timing = req.model_dump(include=set(WaitTiming.model_fields))
         progress = await self.wait.wait(
             WaitRequest(

@@ -14,11 +14,13 @@ from temporalio import activity
 from rbg_flows.messages import (
     DeployedRole,
     PartitionRequest,
+    PlacementChoice,
     PruneRequest,
     RevisionInfo,
     RoleDeploy,
     RoleRollState,
     SpecEvent,
+    SpecRef,
     SpecRewrite,
     StatusUpdate,
     StepRequest,
@@ -47,6 +49,12 @@ async def prepare(event: SpecEvent) -> ValidationReport:
 @activity.defn(name="record_revision")
 async def record_revision(event: SpecEvent) -> RevisionInfo:
     raise _stub("record_revision")
+
+
+@activity.defn(name="place")
+async def place(ref: SpecRef) -> PlacementChoice:
+    """Choose the group's topology domains and commit them to the placement ledger."""
+    raise _stub("place")
 
 
 @activity.defn(name="deploy_role")
@@ -90,6 +98,7 @@ STUBS = (
     settings,
     prepare,
     record_revision,
+    place,
     deploy_role,
     report,
     set_partition,

@@ -89,6 +89,8 @@ class StatusActivities:
             status["currentRevision"] = upd.current_revision
         if upd.update_revision:
             status["updateRevision"] = upd.update_revision
+        if upd.placement is not None:
+            status["placement"] = upd.placement
         status["roleStatuses"] = await self._role_statuses(upd.key, internal_form(obj))
         meta: JSON = {"name": upd.key.name, "namespace": upd.key.namespace}
         if guarded:

@@ -222,6 +222,10 @@ class WorkloadCache:
     def get(self, kind: WorkloadKind, namespace: str, name: str) -> JSON | None:
         return self._objects.get((kind.key, namespace, name))
 
+    def objects(self, kind: WorkloadKind) -> list[JSON]:
+        """Every cached object of `kind` (needs `ensure(kind)`)."""
+        return [obj for (k, _, _), obj in self._objects.items() if k == kind.key]
+
     def pods(self, namespace: str, workload: str) -> list[JSON]:
         """The pods of one role (needs `ensure(PODS)`); subscribe with `PODS` and the workload name."""
         return list(self._pods.get((namespace, workload), {}).values())

@@ -65,8 +65,12 @@ def _exclusive_topology(rbg: RoleBasedGroup, template: dict[str, Any]) -> dict[s
     )
     if not topology_key or exempt:
         return template
-    unique_key = group_unique_key(*identity(rbg))
     template["metadata"]["annotations"] = {**annotations, EXCLUSIVE_TOPOLOGY_ANNOTATION: topology_key}
+    return add_exclusive_affinity(template, group_unique_key(*identity(rbg)), topology_key)
+
+
+def add_exclusive_affinity(template: dict[str, Any], unique_key: str, topology_key: str) -> dict[str, Any]:
+    """The group's pods share one domain of `topology_key` and keep every other group out of it."""
     spec = template.setdefault("spec", {})
     affinity = spec.setdefault("affinity", {})
     same_group = {

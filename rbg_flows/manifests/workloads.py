@@ -26,10 +26,18 @@ from rbg_flows.api.keys import ROLE_SIZE_ANNOTATION
 from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
 from rbg_flows.manifests.engine_runtime import PINNED_ANNOTATION, pinned_annotation, rolling_fingerprints
 from rbg_flows.manifests.hashing import role_revision_hash
-from rbg_flows.manifests.labels import identity, object_meta, role_labels, role_revision_label
+from rbg_flows.manifests.labels import (
+    group_unique_key,
+    identity,
+    object_meta,
+    role_labels,
+    role_revision_label,
+)
+from rbg_flows.manifests.placement import place_workload, recorded_placement
 from rbg_flows.manifests.podtemplate import finish_pod_template
 from rbg_flows.manifests.service import build_headless_service
 from rbg_flows.manifests.template import leader_worker_templates, resolve_pod_template
+from rbg_flows.messages import RolePlacement
 
 LWS_API_VERSION: Final = "leaderworkerset.x-k8s.io/v1"
 
@@ -37,23 +45,33 @@ Profiles = Mapping[str, ClusterEngineRuntimeProfileSpec]
 
 
 def build_workload(
-    rbg: RoleBasedGroup, role: RoleSpec, *, partition: int | None = None, profiles: Profiles | None = None
+    rbg: RoleBasedGroup,
+    role: RoleSpec,
+    *,
+    partition: int | None = None,
+    profiles: Profiles | None = None,
+    placement: RolePlacement | None = None,
 ) -> dict[str, Any]:
     """The role's workload object.
 
     `partition` overrides the one from rolloutStrategy (StatefulSet and LeaderWorkerSet), for the
     upgrade operation that moves it step by step; re-applying the object must then pass the current
     value, or the apply would reset it. `profiles` are the engine runtime profiles the role names (by
-    name), resolved and pinned by the caller (`engine_runtime.pin_profiles`).
+    name), resolved and pinned by the caller (`engine_runtime.pin_profiles`). `placement` is the
+    operation's own decision; without one, the decision recorded in the group's status is kept, so
+    an upgrade or a repair never moves placed pods.
     """
     kind = role.workload.key
     if kind == STATEFULSET:
-        return build_statefulset(rbg, role, partition=partition, profiles=profiles)
-    if kind == DEPLOYMENT:
-        return build_deployment(rbg, role, profiles=profiles)
-    if kind == LEADERWORKERSET:
-        return build_leaderworkerset(rbg, role, partition=partition, profiles=profiles)
-    raise ValueError(f"role {role.name!r}: workload {kind} is not served")
+        body = build_statefulset(rbg, role, partition=partition, profiles=profiles)
+    elif kind == DEPLOYMENT:
+        body = build_deployment(rbg, role, profiles=profiles)
+    elif kind == LEADERWORKERSET:
+        body = build_leaderworkerset(rbg, role, partition=partition, profiles=profiles)
+    else:
+        raise ValueError(f"role {role.name!r}: workload {kind} is not served")
+    chosen = placement or recorded_placement(rbg, role.name)
+    return place_workload(body, chosen, group_unique_key(*identity(rbg)))
 
 
 def build_role_objects(

@@ -13,7 +13,6 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 # client-go's ratios (duration 15 s, renew deadline 10 s, retry period 2 s) on a shorter default duration: a
@@ -24,8 +23,6 @@ RENEW_RATIO = 10 / 15
 RETRY_RATIO = 2 / 15
 # A candidate's retries are spread by up to this factor, so standbys do not knock in step (client-go's).
 JITTER = 1.2
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-FALLBACK_NAMESPACE = "default"
 
 
 @dataclass(frozen=True)
@@ -153,18 +150,6 @@ def format_micro_time(value: datetime | None) -> str | None:
 def identity(hostname: str | None = None, pid: int | None = None) -> str:
     """Who holds the lease: the pod's name (its hostname) and the process, unique among candidates."""
     return f"{hostname or socket.gethostname()}_{pid if pid is not None else os.getpid()}"
-
-
-def default_namespace(env: dict[str, str] | None = None, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
-    """Where the Lease lives when not given: the pod's own namespace (POD_NAMESPACE, else the service
-    account's namespace file every pod has), else `default` (a process run outside a cluster)."""
-    env = dict(os.environ) if env is None else env
-    if env.get("POD_NAMESPACE"):
-        return env["POD_NAMESPACE"]
-    try:
-        return sa_file.read_text().strip() or FALLBACK_NAMESPACE
-    except OSError:
-        return FALLBACK_NAMESPACE
 
 
 def lease_name(cluster_id: str) -> str:

@@ -143,9 +143,10 @@ async def elect(
     operate: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
     stop: asyncio.Event,
 ) -> None:
+    from rbg_flows.incluster import default_namespace
     from rbg_flows.watcher import cluster
     from rbg_flows.watcher.elector import Elector, KubeLeaseStore
-    from rbg_flows.watcher.lease import default_namespace, identity, lease_name
+    from rbg_flows.watcher.lease import identity, lease_name
     from rbg_flows.watcher.standby import standby_endpoint
 
     cfg = await asyncio.to_thread(cluster.load_config, opts.kubeconfig)

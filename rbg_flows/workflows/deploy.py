@@ -20,10 +20,14 @@ with workflow.unsafe.imports_passed_through():
         ConditionUpdate,
         DeployInput,
         DeployResult,
+        PlacementChoice,
         RoleProgress,
         ValidationReport,
     )
-    from rbg_flows.workflows.operation import Operation, error_text, settled_conditions
+    from rbg_flows.workflows.operation import Operation, acting, error_text, settled_conditions
+
+# The placement step (workflow.patched): histories recorded before it replay without it.
+PLACEMENT_PATCH = "placement"
 
 # reason -> (verb in messages, phase while it runs, event reason prefix)
 _VERBS = {
@@ -61,6 +65,13 @@ class DeployWorkflow(Operation):
     async def _deploy(self, inp: DeployInput, report: ValidationReport) -> DeployResult:
         gen = inp.event.generation
         verb, phase, event = _VERBS[inp.reason]
+        placement = PlacementChoice()
+        # Only groups that ask for placement take the step (and the marker): every other history replays
+        # as it was recorded.
+        if report.placement and workflow.patched(PLACEMENT_PATCH):
+            placement = await self._place(inp)
+            if placement.error:
+                return await self._unplaceable(inp, placement)
         revision = await self._short(
             inp, act.record_revision, inp.event, f"record revision of generation {gen}"
         )
@@ -92,10 +103,13 @@ class DeployWorkflow(Operation):
             event=(f"{event}Started", f"{verb} of generation {gen} started: levels {report.levels}", False),
             phase=phase,
             revisions=(revision.previous or revision.name, revision.name),
+            placement=placement.status or None,
         )
         generations: dict[str, int] = {}
         for level in report.levels:
-            results = await asyncio.gather(*(self._deploy_role(inp, report.roles[r]) for r in level))
+            results = await asyncio.gather(
+                *(self._deploy_role(inp, report.roles[r], placement.roles.get(r)) for r in level)
+            )
             generations.update(dict(results))
         self._stage = f"generation {gen} ready"
         self._details()
@@ -116,3 +130,39 @@ class DeployWorkflow(Operation):
             revision_name=revision.name,
             history=revision.history,
         )
+
+    async def _place(self, inp: DeployInput) -> PlacementChoice:
+        self._stage = f"placing generation {inp.event.generation}"
+        self._details()
+        choice: PlacementChoice = await self._activity(
+            inp, act.place, inp.ref, acting(inp.timeouts), f"place generation {inp.event.generation}"
+        )
+        self._stage = choice.summary
+        self._details()
+        return choice
+
+    async def _unplaceable(self, inp: DeployInput, choice: PlacementChoice) -> DeployResult:
+        """Required placement and nothing fits: no workload is created (or changed), and the reason is
+        where people look. The next spec change, or a retry of the group, tries again."""
+        gen = inp.event.generation
+        message = choice.error or "no placement"
+        self._stage = f"cannot place generation {gen}: {message}"
+        self._details()
+        phase = "Degraded" if inp.deployed_before else "Failed"
+        not_ready = (
+            []
+            if inp.deployed_before
+            else [ConditionUpdate(type="Ready", status="False", reason="Unplaceable", message=message)]
+        )
+        await self._report(
+            inp,
+            [
+                ConditionUpdate(type="Progressing", status="False", reason="Unplaceable", message=message),
+                *not_ready,
+            ],
+            event=("Unplaceable", message, True),
+            phase=phase,
+            observed_generation=gen,
+            placement=choice.status or None,
+        )
+        return DeployResult(generation=gen, outcome="failed", phase=phase, message=message)

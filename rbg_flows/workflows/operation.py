@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         EventRecord,
         OperationInput,
         RoleDeploy,
+        RolePlacement,
         RolePlan,
         RoleProgress,
         StatusUpdate,
@@ -240,6 +241,7 @@ class Operation:
         observed_generation: int | None = None,
         revisions: tuple[str | None, str | None] = (None, None),
         best_effort: bool = False,
+        placement: dict[str, Any] | None = None,
     ) -> None:
         """Write status and post its Event in one activity (one round trip per milestone).
         `revisions` is (currentRevision, updateRevision) when they change."""
@@ -247,6 +249,7 @@ class Operation:
             self._progressing = next((c for c in conditions if c.type == "Progressing"), self._progressing)
         reason, message, warning = event or ("", "", False)
         update = StatusUpdate(
+            placement=placement,
             current_revision=revisions[0],
             update_revision=revisions[1],
             key=inp.key,
@@ -353,7 +356,9 @@ class Operation:
         )
         return DeployResult(generation=gen, outcome="failed", phase="Failed", message=message)
 
-    async def _deploy_role(self, inp: OperationInput, plan: RolePlan) -> tuple[str, int]:
+    async def _deploy_role(
+        self, inp: OperationInput, plan: RolePlan, placement: RolePlacement | None = None
+    ) -> tuple[str, int]:
         """Apply a role's workload as built from the spec and wait until it is ready: one activity, and
         more only to report progress or a passed deadline (those only wait)."""
         t = inp.timeouts
@@ -370,6 +375,7 @@ class Operation:
                     ref=inp.ref,
                     plan=plan,
                     applied=applied,
+                    placement=placement,
                     known_ready=known,
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,

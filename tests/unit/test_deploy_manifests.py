@@ -133,9 +133,9 @@ def test_the_namespaced_roles_grant_what_the_base_cluster_roles_do() -> None:
     }
     bindings = by_name(in_watched, "RoleBinding")
     assert {b["roleRef"]["name"] for b in bindings.values()} == set(roles)
-    # The watcher's Lease and the webhook's Secret stay in the system namespace, as in the base.
+    # The watcher's Lease, the webhook's Secret and the placement ledger stay in the system namespace.
     own = by_name([d for d in namespaced if d not in in_watched], "Role")
-    assert set(own) == {"rbg-flows-watcher-lease", "rbg-flows-webhook-certs"}
+    assert set(own) == {"rbg-flows-watcher-lease", "rbg-flows-webhook-certs", "rbg-flows-worker-placement"}
     assert (
         own["rbg-flows-watcher-lease"]["metadata"]
         == (by_name(render(""), "Role")["rbg-flows-watcher-lease"]["metadata"])

@@ -125,7 +125,7 @@ def test_values_reach_the_objects(helm: str) -> None:
     assert config["RBG_TEMPORAL_ADDRESS"] == "temporal.example:7233"
     assert config["RBG_TEMPORAL_NAMESPACE"] == "prod"
     assert config["RBG_CLUSTER_ID"] == "prod-eu"
-    own_namespace = ("rbg-flows-watcher-lease", "rbg-flows-webhook-certs")
+    own_namespace = ("rbg-flows-watcher-lease", "rbg-flows-webhook-certs", "rbg-flows-worker-placement")
     roles = {k for k in objs if k[1] in ("Role", "RoleBinding") and k[3] not in own_namespace}
     assert {k[2] for k in roles} == {"team-a", "team-b"} and len(roles) == 8
     assert ("rbac.authorization.k8s.io/v1", "Role", ns, "rbg-flows-watcher-lease") in objs

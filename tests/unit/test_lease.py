@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from rbg_flows.incluster import default_namespace
 from rbg_flows.watcher.lease import (
     LeaseRecord,
     LeaseTimings,
     Observed,
     claim,
-    default_namespace,
     format_micro_time,
     identity,
     observe,
