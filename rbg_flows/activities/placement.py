@@ -82,7 +82,9 @@ class PlacementActivities:
         assert spec is not None
         ledger = await kube_call(lambda: self.kube.get_or_none(self._ledger_path()))
         data = dict((ledger or {}).get("data") or {})
-        entries = parse_ledger(data)
+        # A deleted group's grant is released before anything is counted against it.
+        live = await self._live_groups()
+        entries = prune(parse_ledger(data), live) if live is not None else parse_ledger(data)
         nodes, _ = await kube_call(lambda: list_all(self.kube, "/api/v1/nodes"))
         pods, _ = await kube_call(
             lambda: list_all(
@@ -125,9 +127,7 @@ class PlacementActivities:
                 if c.domain
             ),
         )
-        live = await self._live_groups()
-        kept = prune(entries, live) if live is not None else dict(entries)
-        kept[me] = entry
+        kept = {**entries, me: entry}
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",

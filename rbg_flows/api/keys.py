@@ -17,6 +17,8 @@ PREFIX: Final = "rolebasedgroup.workloads.x-k8s.io/"
 GROUP_NAME_LABEL: Final = PREFIX + "name"
 ROLE_LABEL: Final = PREFIX + "role"
 GROUP_UNIQUE_KEY_LABEL: Final = PREFIX + "group-unique-key"
+# (ext) On pods of roles that topology-aware placement put in a domain.
+PLACED_LABEL: Final = PREFIX + "placed"
 ROLE_REVISION_LABEL_PREFIX: Final = PREFIX + "role-revision-hash-"
 CONTROLLER_REVISION_HASH_LABEL: Final = PREFIX + "controller-revision-hash"
 

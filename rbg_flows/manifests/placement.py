@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from rbg_flows.api import RoleBasedGroup
-from rbg_flows.manifests.podtemplate import add_exclusive_affinity
+from rbg_flows.api.keys import GROUP_UNIQUE_KEY_LABEL, PLACED_LABEL
 from rbg_flows.messages import RolePlacement
 
 LWS_GROUP_KEY_LABEL = "leaderworkerset.sigs.k8s.io/group-key"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
 _TEMPLATE_PATHS = (
     ("spec", "template"),
     ("spec", "leaderWorkerTemplate", "leaderTemplate"),
@@ -62,8 +63,28 @@ def place_template(template: dict[str, Any], placement: RolePlacement, unique_ke
     if placement.instance_key:
         _instance_affinity(affinity.setdefault("podAffinity", {}), placement)
     if placement.exclusive_key:
-        add_exclusive_affinity(template, unique_key, placement.exclusive_key)
+        _exclusive(affinity.setdefault("podAntiAffinity", {}), placement.exclusive_key, unique_key)
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), PLACED_LABEL: "true"}
     return template
+
+
+def _exclusive(section: dict[str, Any], key: str, unique_key: str) -> None:
+    # No placed pod of another group in the domain. Only placed (GPU) pods: a group's CPU roles are not
+    # placed and may land anywhere, and counting them would let one group's router, scheduled first,
+    # lock another group out of the domain it was granted.
+    term = {
+        "labelSelector": {
+            "matchExpressions": [
+                {"key": PLACED_LABEL, "operator": "Exists"},
+                {"key": GROUP_UNIQUE_KEY_LABEL, "operator": "NotIn", "values": [unique_key]},
+            ]
+        },
+        "topologyKey": key,
+    }
+    listed = section.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
+    if term not in listed:
+        listed.append(term)
 
 
 def _expressions(placement: RolePlacement) -> list[dict[str, Any]]:
@@ -95,8 +116,9 @@ def _node_affinity(section: dict[str, Any], placement: RolePlacement) -> None:
 
 def _instance_affinity(section: dict[str, Any], placement: RolePlacement) -> None:
     # Each instance's pods together: the key's value comes from the pod's own group-key label.
+    # (A key may not be in both the selector and matchLabelKeys: the selector names the set's pods.)
     term = {
-        "labelSelector": {"matchExpressions": [{"key": LWS_GROUP_KEY_LABEL, "operator": "Exists"}]},
+        "labelSelector": {"matchExpressions": [{"key": LWS_NAME_LABEL, "operator": "Exists"}]},
         "matchLabelKeys": [LWS_GROUP_KEY_LABEL],
         "topologyKey": placement.instance_key,
     }

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rbg_flows.api import RoleBasedGroupSpec, parse_rbg
 from rbg_flows.placement import pack
 from rbg_flows.placement.demand import Component, components
+from rbg_flows.placement.ledger import Entry, Grant, parse_ledger, prune, reserve
 from rbg_flows.placement.oracle import optimum
 from rbg_flows.placement.solve import solve
 from rbg_flows.placement.tiers import Tier
@@ -250,3 +251,29 @@ def test_a_placed_group_keeps_its_domain_and_a_required_one_that_outgrew_it_is_r
     spilled = solve(cluster, [grown], level=Tier.RDMA, required=False, pinned=pinned)
     (spill,) = spilled.choices
     assert spill.spilled and spill.domain is not None and spill.domain.value == "b0"
+
+
+# -- ledger ----------------------------------------------------------------------------------------
+
+
+def test_a_grant_not_yet_materialized_holds_its_gpus_and_an_exclusive_one_its_whole_domain() -> None:
+    nodes = [_node("a", 8, block="b0"), _node("b", 8, block="b0"), _node("c", 8, block="b1")]
+    cluster = Cluster(nodes)
+    block0 = (int(Tier.RDMA), "rbg.x-k8s.io/rdma-block", "b0")
+    other = Entry("other", "u1", False, (Grant("x", block0, (4, 4, 2)),))
+    # One of its 4-GPU pods is already running (and counted in the snapshot): the rest is held.
+    held = reserve(cluster, {"other": other}, {"other": [4]}, me="me")
+    assert sum(n.free for n in held.nodes[:2]) == 16 - 6 and held.nodes[2].free == 8
+    assert all("other" in n.tenants for n in held.nodes[:2]) and not held.nodes[2].tenants
+    exclusive = Entry("other", "u1", True, (Grant("x", block0, (2,)),))
+    taken = reserve(cluster, {"other": exclusive}, {}, me="me")
+    assert [n.free for n in taken.nodes] == [0, 0, 8]
+    # A group's own grant is never held against it.
+    assert [n.free for n in reserve(cluster, {"me": exclusive}, {}, me="me").nodes] == [8, 8, 8]
+
+
+def test_ledger_entries_round_trip_and_garbage_is_dropped_not_crashed_on() -> None:
+    entry = Entry("g", "u", True, (Grant("decode/0", (4, "nvidia.com/gpu.clique", "c0"), (8, 8)),))
+    assert parse_ledger({"g": entry.dumps(), "bad": "{not json", "worse": '{"uid": 1}'}) == {"g": entry}
+    assert prune({"g": entry}, {"g": "u"}) == {"g": entry}
+    assert prune({"g": entry}, {"g": "another-uid"}) == {} == prune({"g": entry}, {})

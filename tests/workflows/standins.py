@@ -27,10 +27,12 @@ from rbg_flows.messages import (
     AppliedWorkload,
     DeployedRole,
     PartitionRequest,
+    PlacementChoice,
     PruneRequest,
     RevisionInfo,
     RevisionRecord,
     RoleDeploy,
+    RolePlacement,
     RoleProgress,
     RoleRollState,
     SpecEvent,
@@ -83,6 +85,9 @@ class StandIns:
         self.reporting: set[str] = set()  # event reasons whose report is held right now
         # The cluster's ClusterEngineRuntimeProfiles: name -> (updateStrategy, fingerprint)
         self.profiles: dict[str, tuple[str, str]] = {}
+        # What the placement activity decides for every group that asks (default: nothing placed)
+        self.placement = PlacementChoice()
+        self.placed_roles: dict[str, RolePlacement | None] = {}  # role -> the placement it was applied with
 
     def hold(self, role: str) -> asyncio.Event:
         gate = self.gates[role] = asyncio.Event()
@@ -190,6 +195,12 @@ class StandIns:
                 ],
             )
 
+        @activity.defn(name="place")
+        async def place(ref: SpecRef) -> PlacementChoice:
+            self._log("place")
+            self._resolve(ref)
+            return self.placement
+
         @activity.defn(name="deploy_role")
         async def deploy_role(req: RoleDeploy) -> DeployedRole:
             role, n = req.plan.role, req.plan.replicas
@@ -198,6 +209,7 @@ class StandIns:
                 self._log("apply_role", role)
                 self._resolve(req.ref)
                 self.calls.applied.append(role)
+                self.placed_roles[role] = req.placement
                 self.generations[role] = self.generations.get(role, 0) + 1
                 applied = AppliedWorkload(
                     workload=workload_name(req.key.name, role), generation=self.generations[role]
@@ -267,6 +279,7 @@ class StandIns:
             settings,
             prepare,
             record_revision,
+            place,
             deploy_role,
             report,
             set_partition,
