@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STATE  ?= .rbg
 
-.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale clean
+.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale bench-placement clean
 
 install: $(VENV)/.installed
 
@@ -73,6 +73,9 @@ bench-upgrade: sim-build
 
 bench-scale: sim-build
 	$(BIN)/python bench/scale.py
+
+bench-placement: install  ## placement quality and decision time (pure: no cluster)
+	$(BIN)/python bench/placement.py
 
 clean:
 	rm -rf $(STATE) bench/results

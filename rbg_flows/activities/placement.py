@@ -162,6 +162,8 @@ class PlacementActivities:
         out = {}
         for obj in self.cache.objects(GROUPS):
             meta = obj.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue  # going: its grant goes with it
             out[group_unique_key(meta.get("namespace", ""), meta.get("name", ""))] = str(meta.get("uid", ""))
         return out
 

@@ -14,7 +14,8 @@ import pytest
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.placement.topology import gpus_of_pod
 
-from .rbg_helpers import NAME_LABEL, condition, create_rbg, rbgs, wait_event, wait_rbg, wait_ready
+from .conftest import SimCluster
+from .rbg_helpers import NAME_LABEL, ROOT, condition, create_rbg, rbgs, wait_event, wait_rbg, wait_ready
 
 pytestmark = pytest.mark.sim
 RDMA = "rbg.x-k8s.io/rdma-block"
@@ -64,17 +65,21 @@ async def domains_of(kube: KubeClient, ns: str, name: str, key: str) -> set[str 
     return {labels[p["spec"]["nodeName"]].get(key) for p in await gpu_pods(kube, ns, name)}
 
 
-async def until_gpus_free(kube: KubeClient, timeout: float = 90) -> None:
-    """Until no pod of an earlier test holds a GPU (their namespaces are being deleted)."""
+async def until_gpus_free(kube: KubeClient, timeout: float = 120) -> None:
+    """Until no namespace of an earlier test is still being deleted and no pod holds a GPU (a group's repair
+    may recreate a pod until the group itself is gone)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
+        namespaces = (await kube.get("/api/v1/namespaces"))["items"]
         pods = (await kube.get("/api/v1/pods"))["items"]
         held = [p for p in pods if p["spec"].get("nodeName") and gpus_of_pod(p, "nvidia.com/gpu")]
-        if not held:
+        going = [n for n in namespaces if (n.get("status") or {}).get("phase") == "Terminating"]
+        if not held and not going:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"GPUs still held by {[p['metadata']['name'] for p in held][:5]}")
+            left = [o["metadata"]["name"] for o in going + held][:5]
+            raise AssertionError(f"namespaces of earlier tests or GPU pods still there: {left}")
         await asyncio.sleep(0.5)
 
 
@@ -85,25 +90,28 @@ async def _gpus_free(kube: KubeClient) -> None:
 
 
 async def test_a_required_rdma_group_lands_in_one_rdma_block_and_says_where(
-    kube: KubeClient, orchestrator: Any, namespace: str
+    kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
 ) -> None:
-    await create_rbg(kube, namespace, group("pd", {"policy": "Required", "level": "rdma"}, (2, 4), (2, 4)))
-    rbg = await wait_ready(kube, namespace, "pd", generation=1, timeout=120)
-    blocks = await domains_of(kube, namespace, "pd", RDMA)
+    # The example, applied as a user would.
+    sim.kubectl_run("apply", "-n", namespace, "-f", str(ROOT / "examples" / "placement.yaml"))
+    rbg = await wait_ready(kube, namespace, "pd-placed", generation=1, timeout=120)
+    blocks = await domains_of(kube, namespace, "pd-placed", RDMA)
     assert len(blocks) == 1 and None not in blocks
+    assert len(await gpu_pods(kube, namespace, "pd-placed")) == 4
     placement = rbg["status"]["placement"]
     (block,) = blocks
-    assert placement["tier"] == "rdma" and placement["policy"] == "Required"
-    assert placement["domains"]["prefill"] == placement["domains"]["decode"] == f"{RDMA}={block}"
-    sts = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/pd-decode")
-    terms = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ]
-    assert terms["nodeSelectorTerms"] == [
+    assert placement["tier"] == "rdma" and placement["policy"] == "Required" and placement["score"] == 1
+    assert placement["domains"] == {"prefill": f"{RDMA}={block}", "decode": f"{RDMA}={block}"}
+    sts = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/pd-placed-decode")
+    affinity = sts["spec"]["template"]["spec"]["affinity"]
+    required = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required["nodeSelectorTerms"] == [
         {"matchExpressions": [{"key": RDMA, "operator": "In", "values": [block]}]}
     ]
+    (apart,) = affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert apart["topologyKey"] == RDMA  # exclusive
     # The router has no GPU: nothing constrains it.
-    router = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/pd-router")
+    router = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/pd-placed-router")
     assert "affinity" not in router["spec"]["template"]["spec"]
 
 
