@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rbg_flows.api.crd import KINDS, crd_manifest
-from rbg_flows.kube.client import FIELD_MANAGER, KubeClient
+from rbg_flows.kube.client import FIELD_MANAGER, ApiError, KubeClient
 
 CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
@@ -49,5 +49,18 @@ async def install_crds(
                 break
             if loop.time() > deadline:
                 raise TimeoutError(f"{plural} not discoverable in {group_version}")
+            await asyncio.sleep(0.1)
+    # Nor is it yet listable: after a CRD changes (re-applied with another conversion config, say) the API
+    # server rebuilds its storage, answering 429 "storage is (re)initializing" meanwhile, Established all
+    # along. kopf backs off for up to a minute on such an answer while it starts, and watches nothing
+    # until it is through: a watcher started then missed a first deploy by 90 s.
+    for group_version, plural in served:
+        while True:
+            try:
+                await kube.get(f"/apis/{group_version}/{plural}", limit=1)
+                break
+            except ApiError as e:
+                if e.status not in (404, 429, 503) or loop.time() > deadline:
+                    raise
             await asyncio.sleep(0.1)
     return names

@@ -42,8 +42,14 @@ PROFILES = (GROUP, VERSION, "clusterengineruntimeprofiles")
 MAX_RETRY_DELAY = 30.0
 
 
+# Retries of one API request (kopf's default waits 1+1+2+3+5+8+13+21 s): a transient answer (a CRD's
+# storage re-initialising, a restarting API server) must cost seconds, not stall the start for a minute.
+ERROR_BACKOFFS = (0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0, 5.0)
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
+    settings.networking.error_backoffs = ERROR_BACKOFFS
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
 
