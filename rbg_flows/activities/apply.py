@@ -4,6 +4,7 @@ under one field manager, so applying twice changes nothing."""
 from __future__ import annotations
 
 from rbg_flows.activities.common import kube_call, resolve
+from rbg_flows.activities.gang import GangApis
 from rbg_flows.activities.profiles import ProfileReader
 from rbg_flows.activities.service_names import apply_headless_service, retire_legacy_service
 from rbg_flows.api import STATEFULSET, workload_name
@@ -19,6 +20,7 @@ class ApplyActivities:
         self.kube = kube
         self.cache = cache
         self.profiles = ProfileReader(kube, cache)
+        self.gang = GangApis(kube)
 
     async def apply(self, req: RoleRequest) -> AppliedWorkload:
         rbg = await resolve(self.kube, req.ref, self.cache)
@@ -33,7 +35,8 @@ class ApplyActivities:
             # Read afresh, not from the cache: the pin of its NoUpdate profiles must not be missed.
             current = await kube_call(lambda: self.kube.get_or_none(kind.path(ns, name)))
             profiles = await self.profiles.for_role(rbg, role, current, req.ref.profiles)
-        body = build_workload(rbg, role, profiles=profiles, placement=req.placement)
+        gang = await self.gang.served() if rbg.spec.pod_group_policy else None
+        body = build_workload(rbg, role, profiles=profiles, placement=req.placement, gang=gang)
         applied = await kube_call(lambda: self.kube.apply(kind.path(ns, name), body, FIELD_MANAGER))
         if kind.key == STATEFULSET:
             await retire_legacy_service(self.kube, self.cache, ns, req.key.name, req.ref.uid, role.name)

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from rbg_flows.activities.common import beat, kube_call, resolve
+from rbg_flows.activities.gang import GangApis
 from rbg_flows.activities.profiles import ProfileReader
 from rbg_flows.activities.service_names import apply_headless_service, needs_move, retire_legacy_service
 from rbg_flows.activities.wait import check_watch, sleep_bound, watch_details, watched
@@ -120,6 +121,7 @@ class RolloutActivities:
         self.kube = kube
         self.cache = cache
         self.profiles = ProfileReader(kube, cache)
+        self.gang = GangApis(kube)
 
     @activity.defn(name="set_partition")
     async def set_partition(self, req: PartitionRequest) -> RoleRollState:
@@ -149,7 +151,8 @@ class RolloutActivities:
         if needs_move(current, rbg, role):
             # A group made under v0.4's Service name: the StatefulSet moves (pods kept) before it rolls.
             await apply_headless_service(self.kube, self.cache, rbg, role)
-        body = build_workload(rbg, role, partition=partition, profiles=profiles)
+        gang = await self.gang.served() if rbg.spec.pod_group_policy else None
+        body = build_workload(rbg, role, partition=partition, profiles=profiles, gang=gang)
         # Surge pods exist only while pods are moving (not while all are held, nor once the partition is
         # back at the floor); ordinals >= N come up on the new template.
         total = role.replicas + (surge_of(role) if floor < partition < role.replicas else 0)

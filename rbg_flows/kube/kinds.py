@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rbg_flows.api import DEPLOYMENT, LEADERWORKERSET, STATEFULSET
 from rbg_flows.api.common import API_VERSION, API_VERSION_V1ALPHA2
 from rbg_flows.api.keys import GROUP_NAME_LABEL
+from rbg_flows.manifests.gang import SCHEDULER_PLUGINS_API, VOLCANO_API, WORKLOAD_API
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,9 @@ PROFILES = WorkloadKind(
     selector=None,
     cluster_scoped=True,
 )
+# Gang scheduling objects (manifests.gang), by the ServedGangApis field that says the cluster serves them.
+GANG_KINDS: dict[str, WorkloadKind] = {
+    "scheduler_plugins": WorkloadKind("scheduler-plugins", "PodGroup", SCHEDULER_PLUGINS_API, "podgroups"),
+    "volcano": WorkloadKind("volcano", "PodGroup", VOLCANO_API, "podgroups"),
+    "workload": WorkloadKind("workload", "Workload", WORKLOAD_API, "workloads"),
+}

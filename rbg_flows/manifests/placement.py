@@ -14,15 +14,11 @@ from pydantic import ValidationError
 
 from rbg_flows.api import RoleBasedGroup
 from rbg_flows.api.keys import GROUP_UNIQUE_KEY_LABEL, PLACED_LABEL
+from rbg_flows.manifests.podtemplate import pod_templates
 from rbg_flows.messages import RolePlacement
 
 LWS_GROUP_KEY_LABEL = "leaderworkerset.sigs.k8s.io/group-key"
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
-_TEMPLATE_PATHS = (
-    ("spec", "template"),
-    ("spec", "leaderWorkerTemplate", "leaderTemplate"),
-    ("spec", "leaderWorkerTemplate", "workerTemplate"),
-)
 
 
 def recorded_placement(rbg: RoleBasedGroup, role: str) -> RolePlacement | None:
@@ -47,12 +43,8 @@ def place_workload(
     if placement is None or not (placement.terms or placement.exclusive_key):
         return workload
     out = copy.deepcopy(workload)
-    for path in _TEMPLATE_PATHS:
-        node: Any = out
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            place_template(node, placement, unique_key)
+    for template in pod_templates(out):
+        place_template(template, placement, unique_key)
     return out
 
 

@@ -7,7 +7,7 @@ Nothing here depends on replicas, so a scale never changes a pod template (and n
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rbg_flows.api import RoleBasedGroup, RoleSpec
@@ -23,6 +23,22 @@ from rbg_flows.manifests.discovery import mount_discovery
 from rbg_flows.manifests.engine_runtime import inject_engine_runtimes
 from rbg_flows.manifests.env import inject_env, role_env
 from rbg_flows.manifests.labels import group_unique_key, identity, role_labels
+
+_TEMPLATE_PATHS = (
+    ("spec", "template"),
+    ("spec", "leaderWorkerTemplate", "leaderTemplate"),
+    ("spec", "leaderWorkerTemplate", "workerTemplate"),
+)
+
+
+def pod_templates(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pod templates of a built workload (one, or an LWS's leader and worker), to edit in place."""
+    for path in _TEMPLATE_PATHS:
+        node: Any = workload
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            yield node
 
 
 def finish_pod_template(

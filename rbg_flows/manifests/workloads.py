@@ -25,6 +25,7 @@ from rbg_flows.api.intstr import parse_percent
 from rbg_flows.api.keys import ROLE_SIZE_ANNOTATION
 from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
 from rbg_flows.manifests.engine_runtime import PINNED_ANNOTATION, pinned_annotation, rolling_fingerprints
+from rbg_flows.manifests.gang import ServedGangApis, join_gang
 from rbg_flows.manifests.hashing import role_revision_hash
 from rbg_flows.manifests.labels import (
     group_unique_key,
@@ -51,6 +52,7 @@ def build_workload(
     partition: int | None = None,
     profiles: Profiles | None = None,
     placement: RolePlacement | None = None,
+    gang: ServedGangApis | None = None,
 ) -> dict[str, Any]:
     """The role's workload object.
 
@@ -59,7 +61,8 @@ def build_workload(
     value, or the apply would reset it. `profiles` are the engine runtime profiles the role names (by
     name), resolved and pinned by the caller (`engine_runtime.pin_profiles`). `placement` is the
     operation's own decision; without one, the decision recorded in the group's status is kept, so
-    an upgrade or a repair never moves placed pods.
+    an upgrade or a repair never moves placed pods. `gang` is what the cluster serves for the group's
+    gang scheduling (`spec.podGroupPolicy`), read by the caller.
     """
     kind = role.workload.key
     if kind == STATEFULSET:
@@ -71,7 +74,8 @@ def build_workload(
     else:
         raise ValueError(f"role {role.name!r}: workload {kind} is not served")
     chosen = placement or recorded_placement(rbg, role.name)
-    return place_workload(body, chosen, group_unique_key(*identity(rbg)))
+    placed = place_workload(body, chosen, group_unique_key(*identity(rbg)))
+    return join_gang(placed, rbg, gang or ServedGangApis())
 
 
 def build_role_objects(

@@ -28,7 +28,12 @@ log = structlog.get_logger(__name__)
 # Beta in v1.35 but off by default: without it a StatefulSet replaces one pod at a time whatever its
 # maxUnavailable, so a rollout step of k pods would take k readiness periods. Clusters that leave it
 # off still upgrade correctly, only slower (docs/upgrades.md).
-FEATURE_GATES = "--feature-gates=MaxUnavailableStatefulSet=true"
+# GenericWorkload (alpha, with its API group served) and GangScheduling (the scheduler's plugin): the
+# Workload API's native gang scheduling, what `spec.podGroupPolicy.kubeScheduling` uses where it is
+# served (docs/placement.md), so a group that cannot fit whole stays wholly Pending.
+FEATURE_GATES = "--feature-gates=MaxUnavailableStatefulSet=true,GenericWorkload=true"
+SCHEDULER_FEATURE_GATES = "--feature-gates=GenericWorkload=true,GangScheduling=true"
+WORKLOAD_API_RUNTIME_CONFIG = "--runtime-config=scheduling.k8s.io/v1alpha1=true"
 
 
 # Every request once, at Metadata level (who, verb, resource, namespace, code; no bodies), when its response
@@ -236,6 +241,7 @@ class ControlPlane:
                 "--max-mutating-requests-inflight=500",
                 "--profiling=false",
                 FEATURE_GATES,
+                WORKLOAD_API_RUNTIME_CONFIG,
                 "--v=1",
                 *self._audit_flags(),
                 *self.cfg.extra_apiserver_flags,
@@ -310,6 +316,7 @@ class ControlPlane:
                 f"--config={sched_cfg}",
                 f"--authentication-kubeconfig={sched_kc}",
                 f"--authorization-kubeconfig={sched_kc}",
+                SCHEDULER_FEATURE_GATES,
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--v=1",

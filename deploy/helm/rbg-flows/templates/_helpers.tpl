@@ -38,6 +38,14 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 - apiGroups: ["leaderworkerset.x-k8s.io"]
   resources: ["leaderworkersets"]
   verbs: ["get", "create", "patch", "delete"]
+# Gang scheduling (spec.podGroupPolicy): the group's PodGroup (scheduler-plugins, Volcano) or
+# Workload (Kubernetes' own) applied, re-created when it resizes, deleted when the policy goes.
+- apiGroups: ["scheduling.x-k8s.io", "scheduling.volcano.sh"]
+  resources: ["podgroups"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "create", "delete"]
 # Headless Services (applied, pruned with their role) and the discovery ConfigMap (applied).
 - apiGroups: [""]
   resources: ["services"]
