@@ -449,10 +449,17 @@ class ValidationReport(BaseModel):
 
     @classmethod
     def plan(cls, rbg: RoleBasedGroup) -> ValidationReport:
-        """The report of a valid group: its dependency levels and what each role will run."""
+        """The report of a valid group: its dependency levels and what each role will run.
+
+        A gang-scheduled group is one level: its gang counts every pod, and no pod binds before all
+        exist, so a role that waited for another's readiness would wait for ever (docs/placement.md).
+        """
         name = rbg.metadata.name or ""
+        levels = dependency_levels(rbg.spec.roles)
+        if rbg.spec.pod_group_policy is not None:
+            levels = [[role for level in levels for role in level]]
         return cls(
-            levels=dependency_levels(rbg.spec.roles),
+            levels=levels,
             roles={
                 r.name: RolePlan(
                     role=r.name,

@@ -26,8 +26,9 @@ class GangApis:
         self._served: ServedGangApis | None = None
         self._read_at = 0.0
 
-    async def served(self) -> ServedGangApis:
-        if self._served is None or time.monotonic() - self._read_at > DISCOVERY_TTL_SECONDS:
+    async def served(self, fresh: bool = False) -> ServedGangApis:
+        """What is served, as read within the last minute (`fresh`: read now)."""
+        if fresh or self._served is None or time.monotonic() - self._read_at > DISCOVERY_TTL_SECONDS:
             found = {key: await self._serves(kind) for key, kind in GANG_KINDS.items()}
             self._served = ServedGangApis(**found)
             self._read_at = time.monotonic()
@@ -39,7 +40,8 @@ class GangApis:
         return any(r.get("name") == kind.plural for r in resources)
 
     async def sync(self, rbg: RoleBasedGroup) -> ServedGangApis:
-        """Make the group's gang objects what its spec asks on this cluster; returns what is served."""
+        """Make the group's gang objects what its spec asks on this cluster; returns what is served
+        (as validation just read it afresh for a group that asks for a gang)."""
         served = await self.served()
         namespace, name = identity(rbg)
         wanted = {obj["kind"] + "/" + obj["apiVersion"]: obj for obj in gang_objects(rbg, served)}

@@ -54,18 +54,26 @@ class PlacementActivities:
     @activity.defn(name="place")
     async def place(self, ref: SpecRef) -> PlacementChoice:
         rbg = await resolve(self.kube, ref, self.cache)
+        return await self._place(rbg, group_unique_key(ref.key.namespace, ref.key.name), ref.uid, commit=True)
+
+    async def preview(self, rbg: RoleBasedGroup) -> PlacementChoice:
+        """What `place` would choose for `rbg` on the cluster as it is now, committing nothing (what
+        `rbg-flows plan` shows)."""
+        namespace, name = rbg.metadata.namespace or "", rbg.metadata.name or ""
+        return await self._place(rbg, group_unique_key(namespace, name), rbg.metadata.uid or "", commit=False)
+
+    async def _place(self, rbg: RoleBasedGroup, me: str, uid: str, *, commit: bool) -> PlacementChoice:
         spec = rbg.spec.placement
         if spec is None or spec.policy == "None":
             return PlacementChoice(summary="placement not asked")
         comps = components(rbg.spec, self.keys.gpu)
-        me = group_unique_key(ref.key.namespace, ref.key.name)
         if not comps:
             status = {"policy": spec.policy, "level": spec.level, "message": "no GPU pods that communicate"}
             return PlacementChoice(status=status, summary="nothing to place: no GPU pods that communicate")
         for _ in range(COMMIT_ATTEMPTS):
             beat("deciding")
             try:
-                choice = await self._decide_and_commit(rbg, ref, comps, me)
+                choice = await self._decide(rbg, uid, comps, me, commit=commit)
             except _Lost:
                 continue
             except ApplicationError as e:
@@ -75,8 +83,8 @@ class PlacementActivities:
             return choice
         raise ApplicationError(f"placement ledger: lost {COMMIT_ATTEMPTS} commits in a row to other workers")
 
-    async def _decide_and_commit(
-        self, rbg: RoleBasedGroup, ref: SpecRef, comps: list[Component], me: str
+    async def _decide(
+        self, rbg: RoleBasedGroup, uid: str, comps: list[Component], me: str, *, commit: bool
     ) -> PlacementChoice:
         spec = rbg.spec.placement
         assert spec is not None
@@ -103,7 +111,7 @@ class PlacementActivities:
         cluster = reserve(cluster_from_snapshot(nodes, others, self.keys), entries, held, me)
         exclusive = spec.exclusive or _exclusive_annotation(rbg)
         own = entries.get(me)
-        pinned = {g.component: g.domain for g in own.grants} if own and own.uid == ref.uid else _recorded(rbg)
+        pinned = {g.component: g.domain for g in own.grants} if own and own.uid == uid else _recorded(rbg)
         level = Tier.of_level(spec.level)
         decision = solve(
             cluster,
@@ -119,7 +127,7 @@ class PlacementActivities:
             )
         entry = Entry(
             me,
-            ref.uid,
+            uid,
             exclusive,
             tuple(
                 Grant(c.component.name, c.domain.ident, c.component.pods)
@@ -134,7 +142,7 @@ class PlacementActivities:
             "metadata": {"name": LEDGER, "namespace": self.namespace},
             "data": {g: e.dumps() for g, e in sorted(kept.items())},
         }
-        if body["data"] != data or ledger is None:
+        if commit and (body["data"] != data or ledger is None):
             await self._commit(ledger, body)
         roles = _role_placements(rbg, decision, spec.policy == "Required", exclusive)
         return PlacementChoice(roles=roles, status=_status(rbg, decision, roles), summary=_summary(decision))

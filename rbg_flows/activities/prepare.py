@@ -55,7 +55,9 @@ class PrepareActivities:
                 ),
             ]
         if rbg.spec.pod_group_policy is not None:
-            problems = [*problems, *gang_problems(rbg.spec.pod_group_policy, await self.gang.served())]
+            # Read afresh: a gang scheduler installed a moment ago counts.
+            served = await self.gang.served(fresh=True)
+            problems = [*problems, *gang_problems(rbg.spec.pod_group_policy, served)]
         # A missing profile is a problem of the spec like any other: nothing is created, and the group
         # is tried again when the profile appears (the watcher signals it) or the spec changes.
         resolved = await self.profiles.for_group(rbg)

@@ -2,6 +2,7 @@
 `kubectl-rbg` executable on PATH).
 
     kubectl rbg status NAME [-n NS] [--watch]
+    kubectl rbg plan -f FILE [-n NS]
     kubectl rbg rollout history NAME
     kubectl rbg rollout diff NAME --revision N [--to-revision M]
     kubectl rbg rollout undo NAME [--to-revision N]
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rbg_flows.cli import control, logs
+from rbg_flows.cli import control, logs, plan
 
 # kubectl's rollout verbs -> ours
 ROLLOUT_VERBS = {
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     control.add_verb(sub, "status")
+    plan.add_parser(sub)
     verbs = sub.add_parser("rollout", help="history, diff, undo, pause, resume, abort").add_subparsers(
         dest="verb", required=True
     )

@@ -56,6 +56,10 @@ COMMANDS = (
         },
     ),
     Commands(
+        "rbg_flows.cli.plan:add_parser",
+        {"plan": "what applying a manifest would do (operation, steps, placement), changing nothing"},
+    ),
+    Commands(
         "rbg_flows.cli.codec_server:add_parser",
         {"codec-server": "serve /encode and /decode for the Temporal UI and CLI"},
     ),

@@ -41,13 +41,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from rbg_flows.rollout.partition import step_target, updated_at
     from rbg_flows.rollout.planner import (
-        RoleRollout,
-        RolloutState,
         is_done,
         plan_step,
         resolve,
         state_from_spec,
     )
+    from rbg_flows.rollout.steps import step_text, unit_state
     from rbg_flows.rollout.units import Unit, rollout_stages
     from rbg_flows.workflows.operation import Operation, acting, error_text, settled_conditions, waiting
 
@@ -228,21 +227,13 @@ class UpgradeWorkflow(Operation):
             await self._hold_if_paused(inp)
             # Progress counts the pods at or above the floor: below it nothing moves.
             updated = {r: sum(st.on_target[st.floor :]) for r, st in states.items()}
-            base = state_from_spec(spec, updated, roles=unit)
-            rollout = RolloutState(
-                tuple(
-                    # A natively rolled role cannot be held part-way: one unit of progress.
-                    RoleRollout(r.name, 1, int(native_done[r.name])) if r.name in native_done else r
-                    for r in base.roles
-                ),
-                base.rules,
-            )
+            rollout = unit_state(spec, unit, updated, native_done)
             if is_done(rollout):
                 break
             step = plan_step(rollout)
             self.steps += 1
             moves = [m for m in step.moves if m.pods > 0]
-            what = ", ".join(f"{m.name} {m.before}→{m.after}" for m in moves)
+            what = step_text(step)
             self._stage = f"step {self.steps}: {what}"
             self._details()
             moved_native = [m for m in moves if m.name in native_done]
