@@ -164,11 +164,17 @@ class PlacementActivities:
             raise kube_error(e) from e
 
     async def _live_groups(self) -> dict[str, str] | None:
-        """unique key -> uid of every group the worker sees; None when its cache cannot say."""
-        if self.cache is None or not await groups_readable(self.cache):
-            return None
+        """unique key -> uid of every group there is, from the watch cache or, without one (`rbg-flows
+        plan`, a failing watch), one LIST; None when neither can say (then no grant is released)."""
+        if self.cache is not None and await groups_readable(self.cache):
+            objects = list(self.cache.objects(GROUPS))
+        else:
+            try:
+                objects, _ = await list_all(self.kube, f"/apis/{GROUPS.group_version}/{GROUPS.plural}")
+            except ApiError:
+                return None
         out = {}
-        for obj in self.cache.objects(GROUPS):
+        for obj in objects:
             meta = obj.get("metadata") or {}
             if meta.get("deletionTimestamp"):
                 continue  # going: its grant goes with it
