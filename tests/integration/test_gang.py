@@ -170,3 +170,16 @@ async def test_podgroups_are_sized_to_the_group_follow_its_scale_and_go_with_the
     template = sts["vc-a"]["spec"]["template"]
     assert template["spec"]["schedulerName"] == "volcano"
     assert template["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "vc"
+
+
+async def test_the_example_applied_as_a_user_would_runs_as_one_gang_of_every_pod(
+    kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
+) -> None:
+    await until_gpus_free(kube)
+    sim.kubectl_run("apply", "-n", namespace, "-f", str(ROOT / "examples" / "gang-scheduling.yaml"))
+    await wait_ready(kube, namespace, "gang-pd", generation=1, timeout=120)
+    workload = await kube.get(WORKLOADS.format(ns=namespace) + "/gang-pd")
+    assert workload["spec"]["podGroups"][0]["policy"]["gang"]["minCount"] == 5
+    pods = await pods_of(kube, namespace, "gang-pd")
+    assert len(pods) == 5 and all(p["spec"].get("workloadRef", {}).get("name") == "gang-pd" for p in pods)
+    assert all(p["spec"].get("nodeName") for p in pods)
