@@ -433,6 +433,32 @@ class SpecRewrite(BaseModel):
     revision: str  # ControllerRevision name
 
 
+class ScalingRule(BaseModel, frozen=True):
+    """The scaling part of one `spec.coordination[]` rule, as the user wrote it."""
+
+    name: str
+    roles: tuple[str, ...]
+    max_skew: int | str | None = None
+    progression: Literal["OrderScheduled", "OrderReady"] = "OrderScheduled"
+
+    @classmethod
+    def of(cls, rbg: RoleBasedGroup) -> list[ScalingRule]:
+        """The coordination rules of a group that carry a scaling strategy."""
+        rules = []
+        for rule in rbg.spec.coordination:
+            scaling = rule.strategy.scaling if rule.strategy is not None else None
+            if scaling is not None:
+                rules.append(
+                    cls(
+                        name=rule.name,
+                        roles=tuple(rule.roles),
+                        max_skew=scaling.max_skew,
+                        progression=scaling.progression,
+                    )
+                )
+        return rules
+
+
 class ValidationReport(BaseModel):
     problems: list[FieldError] = Field(default_factory=list)
     levels: list[list[str]] = Field(default_factory=list)
@@ -442,6 +468,8 @@ class ValidationReport(BaseModel):
     profiles: dict[str, str] = Field(default_factory=dict)
     # spec.placement asks for topology-aware placement (policy other than None)
     placement: bool = False
+    # spec.coordination[] rules with a scaling strategy: a Scale moves their roles in steps
+    scaling: list[ScalingRule] = Field(default_factory=list)
 
     @property
     def message(self) -> str:
@@ -471,6 +499,9 @@ class ValidationReport(BaseModel):
                 for r in rbg.spec.roles
             },
             placement=rbg.spec.placement is not None and rbg.spec.placement.policy != "None",
+            # A gang-scheduled group scales in one step: its gang's minMember counts every pod of the
+            # target, so pods of a partial step would never bind.
+            scaling=ScalingRule.of(rbg) if rbg.spec.pod_group_policy is None else [],
         )
 
 
@@ -514,6 +545,20 @@ class RoleRequest(BaseModel):
     ref: SpecRef
     role: str
     placement: RolePlacement | None = None
+    # A step of a coordinated scale: the workload gets these replicas, not the spec's (which the
+    # controller never rewrites).
+    replicas: int | None = None
+
+    @property
+    def key(self) -> RbgKey:
+        return self.ref.key
+
+
+class ReplicasRequest(BaseModel):
+    """Read the replicas the workloads of these roles have now."""
+
+    ref: SpecRef
+    roles: list[str]
 
     @property
     def key(self) -> RbgKey:
@@ -525,11 +570,17 @@ class AppliedWorkload(BaseModel):
     generation: int
 
 
+# What a wait waits for: every pod Ready (the role's readiness gate), or only bound to a node (a step of
+# an OrderScheduled coordinated scale).
+Gate = Literal["ready", "scheduled"]
+
+
 class WaitRequest(WaitTiming):
     key: RbgKey
     uid: str
     plan: RolePlan
     min_generation: int
+    gate: Gate = "ready"
 
 
 class RoleProgress(BaseModel):
@@ -548,6 +599,9 @@ class RoleDeploy(WaitTiming):
     plan: RolePlan
     applied: AppliedWorkload | None = None
     placement: RolePlacement | None = None
+    # A step of a coordinated scale: apply plan.replicas instead of the spec's, and wait for `gate`.
+    step: bool = False
+    gate: Gate = "ready"
 
     @property
     def key(self) -> RbgKey:

@@ -16,6 +16,7 @@ from rbg_flows.activities.placement import PlacementActivities
 from rbg_flows.activities.prepare import PrepareActivities
 from rbg_flows.activities.revisions import RevisionActivities
 from rbg_flows.activities.rollout import RolloutActivities
+from rbg_flows.activities.scaling import ScalingActivities
 from rbg_flows.activities.settings import SettingsActivities
 from rbg_flows.activities.status import StatusActivities
 from rbg_flows.activities.wait import WaitActivities
@@ -47,6 +48,7 @@ def activities(
         revisions.record_revision,
         placement.place,
         role.deploy_role,
+        ScalingActivities(kube, cache).read_replicas,
         status.report,
         rollout.set_partition,
         rollout.step_role,

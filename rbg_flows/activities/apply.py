@@ -25,6 +25,8 @@ class ApplyActivities:
     async def apply(self, req: RoleRequest) -> AppliedWorkload:
         rbg = await resolve(self.kube, req.ref, self.cache)
         role = rbg.spec.role(req.role)
+        if req.replicas is not None:
+            role = role.model_copy(update={"replicas": req.replicas})
         kind = KINDS[role.workload.key]
         ns = req.key.namespace
         if kind.key == STATEFULSET:

@@ -22,12 +22,22 @@ class DeployRoleActivities:
     @activity.defn(name="deploy_role")
     async def deploy_role(self, req: RoleDeploy) -> DeployedRole:
         applied = req.applied or await self.apply.apply(
-            RoleRequest(ref=req.ref, role=req.plan.role, placement=req.placement)
+            RoleRequest(
+                ref=req.ref,
+                role=req.plan.role,
+                placement=req.placement,
+                replicas=req.plan.replicas if req.step else None,
+            )
         )
         timing = req.model_dump(include=set(WaitTiming.model_fields))
         progress = await self.wait.wait(
             WaitRequest(
-                key=req.key, uid=req.ref.uid, plan=req.plan, min_generation=applied.generation, **timing
+                key=req.key,
+                uid=req.ref.uid,
+                plan=req.plan,
+                min_generation=applied.generation,
+                gate=req.gate,
+                **timing,
             )
         )
         return DeployedRole(applied=applied, progress=progress)

@@ -16,6 +16,7 @@ from rbg_flows.messages import (
     PartitionRequest,
     PlacementChoice,
     PruneRequest,
+    ReplicasRequest,
     RevisionInfo,
     RoleDeploy,
     RoleRollState,
@@ -64,6 +65,12 @@ async def deploy_role(req: RoleDeploy) -> DeployedRole:
     raise _stub("deploy_role")
 
 
+@activity.defn(name="read_replicas")
+async def read_replicas(req: ReplicasRequest) -> dict[str, int]:
+    """The replicas the roles' workloads have now: where a coordinated scale starts."""
+    raise _stub("read_replicas")
+
+
 @activity.defn(name="report")
 async def report(upd: StatusUpdate) -> None:
     raise _stub("report")
@@ -100,6 +107,7 @@ STUBS = (
     record_revision,
     place,
     deploy_role,
+    read_replicas,
     report,
     set_partition,
     step_role,

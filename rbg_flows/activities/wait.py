@@ -99,19 +99,22 @@ class WaitActivities:
         # per flap in the history: intermediate progress is reported at most every min_report_seconds.
         report_after = started + (req.min_report_seconds if req.known_ready >= 0 else 0.0)
         unblock = Unblocker(self.kube) if kind.key == STATEFULSET else None
-        if kind.key in (STATEFULSET, LEADERWORKERSET):
+        # Pods too where readiness reads them (LWS, the scheduled gate) or stuck ones are removed
+        # (StatefulSet).
+        reads_pods = kind.key in (STATEFULSET, LEADERWORKERSET) or req.gate == "scheduled"
+        if reads_pods:
             await watched(self.cache, PODS, bound, req.heartbeat_every_seconds)
-        # Pods too where readiness reads them (LWS) or stuck ones are removed (StatefulSet).
-        pod_kinds = (PODS,) if kind.key in (STATEFULSET, LEADERWORKERSET) else ()
+        pod_kinds = (PODS,) if reads_pods else ()
         with self.cache.subscribe(kind, ns, name, *pod_kinds) as changed:
             while True:
                 failure = check_watch(self.cache, bound, kind, *pod_kinds)
                 workload = self.cache.get(kind, ns, name)
                 r = readiness(kind.key, workload, req.plan.replicas, req.min_generation)
-                if r.done and req.plan.kind == LEADERWORKERSET:
+                if r.done and req.plan.kind == LEADERWORKERSET and req.gate == "ready":
                     r = self._lws_pods_ready(req, r)
+                done = r.done if req.gate == "ready" else self._pods_bound(req, r)
                 progress = RoleProgress(
-                    role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=r.done
+                    role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=done
                 )
                 beat({**progress.model_dump(), **watch_details(failure)})
                 if progress.done or (progress.ready != req.known_ready and self.clock() >= report_after):
@@ -128,6 +131,15 @@ class WaitActivities:
                     wait = max(0.01, min(wait, deadline - self.clock()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), sleep_bound(failure, bound, wait))
+
+    def _pods_bound(self, req: WaitRequest, r: Readiness) -> bool:
+        # OrderScheduled: the step is done once the controller has acted on the new replicas and the
+        # role has exactly its pods, none leaving (a scale-in's are gone) and every one bound to a node.
+        pods = self.cache.pods(req.key.namespace, req.plan.workload)
+        want = r.replicas * req.plan.pods_per_instance
+        bound = all((p.get("spec") or {}).get("nodeName") for p in pods)
+        leaving = any(p["metadata"].get("deletionTimestamp") for p in pods)
+        return r.settled and len(pods) == want and bound and not leaving
 
     def _lws_pods_ready(self, req: WaitRequest, r: Readiness) -> Readiness:
         # LeaderWorkerSet counts a group ready once its leader is ready and its worker StatefulSet is at

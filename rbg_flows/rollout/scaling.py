@@ -18,12 +18,10 @@ keeps the same bound, progress counting the pods already gone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-from rbg_flows.api import RoleBasedGroupSpec
+from rbg_flows.messages import ScalingRule
 from rbg_flows.rollout.planner import (
-    IntOrPercent,
     LockStepRule,
     RoleRollout,
     RolloutState,
@@ -32,26 +30,6 @@ from rbg_flows.rollout.planner import (
 )
 
 Progression = Literal["OrderScheduled", "OrderReady"]
-
-
-@dataclass(frozen=True)
-class ScalingRule:
-    """The scaling part of one coordination rule."""
-
-    name: str
-    roles: tuple[str, ...]
-    max_skew: IntOrPercent | None = None
-    progression: Progression = "OrderScheduled"
-
-
-def scaling_rules(spec: RoleBasedGroupSpec) -> list[ScalingRule]:
-    """The coordination rules of `spec` that carry a scaling strategy."""
-    rules = []
-    for rule in spec.coordination:
-        scaling = rule.strategy.scaling if rule.strategy is not None else None
-        if scaling is not None:
-            rules.append(ScalingRule(rule.name, tuple(rule.roles), scaling.max_skew, scaling.progression))
-    return rules
 
 
 def coordinated_roles(rules: Sequence[ScalingRule]) -> list[str]:

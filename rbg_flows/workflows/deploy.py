@@ -21,13 +21,17 @@ with workflow.unsafe.imports_passed_through():
         DeployInput,
         DeployResult,
         PlacementChoice,
+        ReplicasRequest,
         RoleProgress,
         ValidationReport,
     )
+    from rbg_flows.rollout.scaling import coordinated_roles, next_counts, progression_of
     from rbg_flows.workflows.operation import Operation, acting, error_text, settled_conditions
 
 # The placement step (workflow.patched): histories recorded before it replay without it.
 PLACEMENT_PATCH = "placement"
+# Coordinated scaling in steps (workflow.patched): a Scale recorded before it replays in one step.
+COORDINATED_SCALING_PATCH = "coordinated-scaling"
 
 # reason -> (verb in messages, phase while it runs, event reason prefix)
 _VERBS = {
@@ -105,12 +109,20 @@ class DeployWorkflow(Operation):
             revisions=(revision.previous or revision.name, revision.name),
             placement=placement.status or None,
         )
+        # A Scale moves the roles of its coordination rules together, in steps, as one unit that runs
+        # with the first dependency level holding one of them (they all run already: a Scale never
+        # creates a role); the other roles go level by level as in any deploy.
+        coordinated: list[str] = []
+        if inp.reason == "scale" and report.scaling and workflow.patched(COORDINATED_SCALING_PATCH):
+            coordinated = coordinated_roles(report.scaling)
+        unit_level = next((i for i, lv in enumerate(report.levels) if set(lv) & set(coordinated)), -1)
         generations: dict[str, int] = {}
-        for level in report.levels:
-            results = await asyncio.gather(
-                *(self._deploy_role(inp, report.roles[r], placement.roles.get(r)) for r in level)
-            )
-            generations.update(dict(results))
+        for i, level in enumerate(report.levels):
+            jobs = [self._deploy_roles(inp, report, [r], placement) for r in level if r not in coordinated]
+            if i == unit_level:
+                jobs.append(self._scale_in_steps(inp, report, coordinated, placement))
+            for done in await asyncio.gather(*jobs):
+                generations.update(done)
         self._stage = f"generation {gen} ready"
         self._details()
         await self._report_settled(
@@ -130,6 +142,65 @@ class DeployWorkflow(Operation):
             revision_name=revision.name,
             history=revision.history,
         )
+
+    async def _deploy_roles(
+        self, inp: DeployInput, report: ValidationReport, roles: list[str], placement: PlacementChoice
+    ) -> dict[str, int]:
+        results = await asyncio.gather(
+            *(self._deploy_role(inp, report.roles[r], placement.roles.get(r)) for r in roles)
+        )
+        return dict(results)
+
+    async def _scale_in_steps(
+        self, inp: DeployInput, report: ValidationReport, roles: list[str], placement: PlacementChoice
+    ) -> dict[str, int]:
+        """Grow or shrink `roles` in the steps of their scaling rules (rollout/scaling.py): each step
+        applies every moving role at its step count and waits for its gate (bound to nodes, or Ready)
+        before the next. The start is read once, so a retried or replayed operation takes the same
+        steps; the spec's replicas are never rewritten. Last, every role is deployed as its spec says
+        and waited Ready, as in any deploy."""
+        rules = report.scaling
+        target = {r: report.roles[r].replicas for r in roles}
+        start = await self._short(
+            inp,
+            act.read_replicas,
+            ReplicasRequest(ref=inp.ref, roles=roles),
+            f"read replicas of {', '.join(roles)}",
+        )
+        start = {r: start.get(r, 0) for r in roles}
+        current = dict(start)
+        step = 0
+        while (counts := next_counts(start, target, current, rules)) is not None:
+            step += 1
+            moving = [r for r in roles if counts[r] != current[r]]
+            moves = ", ".join(f"{r} {current[r]}→{counts[r]}" for r in moving)
+            name = f"scale step {step}"
+            self._stage = f"{name}: {moves}"
+            self._details()
+            await self._report(
+                inp,
+                [
+                    ConditionUpdate(
+                        type="Progressing", status="True", reason="Scaling", message=f"{name}: {moves}"
+                    )
+                ],
+                event=("ScaleStep", f"{name}: {moves}", False),
+                phase="Scaling",
+            )
+            await asyncio.gather(
+                *(
+                    self._deploy_role(
+                        inp,
+                        report.roles[r].model_copy(update={"replicas": counts[r]}),
+                        placement.roles.get(r),
+                        step=name,
+                        gate="ready" if progression_of(r, rules) == "OrderReady" else "scheduled",
+                    )
+                    for r in moving
+                )
+            )
+            current = counts
+        return await self._deploy_roles(inp, report, roles, placement)
 
     async def _place(self, inp: DeployInput) -> PlacementChoice:
         self._stage = f"placing generation {inp.event.generation}"

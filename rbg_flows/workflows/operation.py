@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         DeployedRole,
         DeployResult,
         EventRecord,
+        Gate,
         OperationInput,
         RoleDeploy,
         RolePlacement,
@@ -357,17 +358,29 @@ class Operation:
         return DeployResult(generation=gen, outcome="failed", phase="Failed", message=message)
 
     async def _deploy_role(
-        self, inp: OperationInput, plan: RolePlan, placement: RolePlacement | None = None
+        self,
+        inp: OperationInput,
+        plan: RolePlan,
+        placement: RolePlacement | None = None,
+        step: str | None = None,
+        gate: Gate = "ready",
     ) -> tuple[str, int]:
         """Apply a role's workload as built from the spec and wait until it is ready: one activity, and
-        more only to report progress or a passed deadline (those only wait)."""
+        more only to report progress or a passed deadline (those only wait). A `step` of a coordinated
+        scale applies `plan.replicas` instead of the spec's and waits for its `gate`."""
         t = inp.timeouts
         kind = plan.kind.rsplit("/", 1)[-1]  # "apps/v1/StatefulSet" -> "StatefulSet"
         applied: AppliedWorkload | None = None
+        prefix = f"{step}: " if step else ""
+        at = f" at {plan.replicas}" if step else ""
 
         async def once(known: int, remaining: float | None) -> RoleProgress:
             nonlocal applied
-            waiting_for = f"{plan.role} ready {max(known, 0)}/{plan.replicas}"
+            waiting_for = (
+                f"{plan.role} ready {max(known, 0)}/{plan.replicas}"
+                if gate == "ready"
+                else f"{plan.role} scheduled {plan.replicas}"
+            )
             r: DeployedRole = await self._activity(
                 inp,
                 act.deploy_role,
@@ -376,12 +389,16 @@ class Operation:
                     plan=plan,
                     applied=applied,
                     placement=placement,
+                    step=step is not None,
+                    gate=gate,
                     known_ready=known,
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
                 waiting(t),
-                f"apply {plan.role} {kind}, wait {waiting_for}" if applied is None else f"wait {waiting_for}",
+                f"{prefix}apply {plan.role} {kind}{at}, wait {waiting_for}"
+                if applied is None
+                else f"{prefix}wait {waiting_for}",
             )
             applied = r.applied
             self._progress[plan.role] = r.progress

@@ -14,18 +14,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rbg_flows.api import RoleBasedGroupSpec
+from rbg_flows.api import RoleBasedGroup
+from rbg_flows.messages import ScalingRule
 from rbg_flows.rollout.scaling import (
-    ScalingRule,
+    Progression,
     coordinated_roles,
     next_counts,
     plan_counts,
     progress,
     progression_of,
-    scaling_rules,
 )
 
-PD = [ScalingRule("pd", ("prefill", "decode"), "34%", "OrderReady")]
+
+def _rule(
+    name: str,
+    roles: tuple[str, ...],
+    max_skew: int | str | None = None,
+    progression: Progression = "OrderScheduled",
+) -> ScalingRule:
+    return ScalingRule(name=name, roles=roles, max_skew=max_skew, progression=progression)
+
+
+PD = [_rule("pd", ("prefill", "decode"), "34%", "OrderReady")]
 
 
 def _progress(start: int, target: int, n: int) -> Fraction:
@@ -67,27 +77,27 @@ def test_scale_in_mirrors_scale_out_and_ends_at_the_target() -> None:
 
 
 def test_from_zero_the_ratio_holds_at_every_step() -> None:
-    rules = [ScalingRule("pd", ("prefill", "decode"), "10%")]
+    rules = [_rule("pd", ("prefill", "decode"), "10%")]
     steps = plan_counts({"prefill": 0, "decode": 0}, {"prefill": 30, "decode": 10}, rules)
     assert len(steps) == 10
     assert all(s["prefill"] == 3 * s["decode"] for s in steps)
 
 
 def test_no_max_skew_means_one_step() -> None:
-    rules = [ScalingRule("pd", ("prefill", "decode"))]
+    rules = [_rule("pd", ("prefill", "decode"))]
     assert plan_counts({"prefill": 1, "decode": 1}, {"prefill": 6, "decode": 3}, rules) == [
         {"prefill": 6, "decode": 3}
     ]
 
 
 def test_an_integer_max_skew_means_that_percentage() -> None:
-    as_int = plan_counts({"a": 0, "b": 0}, {"a": 10, "b": 10}, [ScalingRule("r", ("a", "b"), 20)])
-    as_str = plan_counts({"a": 0, "b": 0}, {"a": 10, "b": 10}, [ScalingRule("r", ("a", "b"), "20%")])
+    as_int = plan_counts({"a": 0, "b": 0}, {"a": 10, "b": 10}, [_rule("r", ("a", "b"), 20)])
+    as_str = plan_counts({"a": 0, "b": 0}, {"a": 10, "b": 10}, [_rule("r", ("a", "b"), "20%")])
     assert as_int == as_str
 
 
 def test_a_role_that_does_not_move_takes_no_part_in_the_skew() -> None:
-    steps = plan_counts({"a": 2, "b": 4}, {"a": 2, "b": 8}, [ScalingRule("r", ("a", "b"), "10%")])
+    steps = plan_counts({"a": 2, "b": 4}, {"a": 2, "b": 8}, [_rule("r", ("a", "b"), "10%")])
     assert steps == [{"a": 2, "b": 8}]
 
 
@@ -97,24 +107,35 @@ def test_done_when_every_role_is_at_its_target() -> None:
 
 
 def test_rules_come_from_the_spec_and_the_stricter_gate_wins() -> None:
-    spec = RoleBasedGroupSpec.model_validate(
+    rbg = RoleBasedGroup.model_validate(
         {
-            "roles": [
-                {"name": n, "replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}
-                for n in ("router", "prefill", "decode")
-            ],
-            "coordination": [
-                {"name": "up", "roles": ["prefill", "decode"], "strategy": {"rollingUpdate": {"maxSkew": "5%"}}},
-                {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"scaling": {"maxSkew": 34}}},
-                {
-                    "name": "ready",
-                    "roles": ["decode"],
-                    "strategy": {"scaling": {"maxSkew": "50%", "progression": "OrderReady"}},
-                },
-            ],
+            "metadata": {"name": "g"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": n,
+                        "replicas": 1,
+                        "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}},
+                    }
+                    for n in ("router", "prefill", "decode")
+                ],
+                "coordination": [
+                    {
+                        "name": "up",
+                        "roles": ["prefill", "decode"],
+                        "strategy": {"rollingUpdate": {"maxSkew": "5%"}},
+                    },
+                    {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"scaling": {"maxSkew": 34}}},
+                    {
+                        "name": "ready",
+                        "roles": ["decode"],
+                        "strategy": {"scaling": {"maxSkew": "50%", "progression": "OrderReady"}},
+                    },
+                ],
+            },
         }
     )
-    rules = scaling_rules(spec)
+    rules = ScalingRule.of(rbg)
     assert [r.name for r in rules] == ["pd", "ready"]
     assert rules[0].max_skew == 34 and rules[0].progression == "OrderScheduled"
     assert coordinated_roles(rules) == ["prefill", "decode"]
@@ -137,7 +158,7 @@ def test_every_corner_of_every_step_keeps_the_bound_and_the_plan_reaches_the_tar
     names = [f"r{i}" for i in range(len(starts))]
     start = dict(zip(names, starts, strict=True))
     target = dict(zip(names, targets[: len(names)], strict=True))
-    rules = [ScalingRule("rule", tuple(names), f"{skew}%")]
+    rules = [_rule("rule", tuple(names), f"{skew}%")]
     bound = Fraction(skew, 100)
     steps = plan_counts(start, target, rules)
     assert (steps[-1] if steps else start) == target
@@ -157,5 +178,5 @@ def test_every_corner_of_every_step_keeps_the_bound_and_the_plan_reaches_the_tar
 
 @pytest.mark.parametrize("skew", ["1%", "34%", "100%"])
 def test_a_one_pod_role_still_moves_under_a_small_skew(skew: str) -> None:
-    steps = plan_counts({"a": 1, "b": 10}, {"a": 2, "b": 40}, [ScalingRule("r", ("a", "b"), skew)])
+    steps = plan_counts({"a": 1, "b": 10}, {"a": 2, "b": 40}, [_rule("r", ("a", "b"), skew)])
     assert steps[-1] == {"a": 2, "b": 40}
