@@ -1,6 +1,7 @@
 """What applying a manifest would do to a group, on paper (pure): the operation the entity would start
-(deploy, upgrade, scale), and for an upgrade the steps the Upgrade operation takes, planned by the same
-functions it uses (`rollout.steps`). `rbg-flows plan` prints it next to the placement preview.
+(deploy, upgrade, scale), and for an upgrade or a coordinated scale the steps the operation takes,
+planned by the same functions it uses (`rollout.steps`, `rollout.scaling`). `rbg-flows plan` prints it
+next to the placement preview.
 
 The comparison is with the group's current spec in the cluster. The entity compares with the spec it
 last rolled out, which is the same unless an operation is in flight; engine runtime profiles are left
@@ -15,6 +16,7 @@ from typing import Any
 from rbg_flows.api import STATEFULSET, RoleBasedGroup
 from rbg_flows.messages import Fingerprint, ValidationReport
 from rbg_flows.rollout.classify import changed_roles, classify, fingerprint, upgrade_replicas
+from rbg_flows.rollout.scaling import coordinated_roles, moves_text, plan_counts
 from rbg_flows.rollout.steps import PlannedStep, preview_unit
 from rbg_flows.rollout.units import rollout_stages
 
@@ -46,15 +48,27 @@ def preview(rbg: RoleBasedGroup, new_obj: JSON, live_obj: JSON | None) -> Previe
         return _deploy(rbg, "create" if live_obj is None else "deploy")
     kind = classify(applied, new)
     if kind == "scale":
-        changed = [
-            f"{r} {applied.replicas.get(r, 0)}→{n}"
-            for r, n in new.replicas.items()
-            if applied.replicas.get(r) != n
-        ]
-        return Preview("scale", [f"scale: {', '.join(changed)} (Deploy re-applies the replicas)"])
+        return _scale(rbg, applied, new)
     if kind == "deploy":
         return Preview("deploy", ["nothing the workloads are built from changed: a re-apply (repairs drift)"])
     return _upgrade(rbg, applied, new)
+
+
+def _scale(rbg: RoleBasedGroup, applied: Fingerprint, new: Fingerprint) -> Preview:
+    start = {r: applied.replicas.get(r, 0) for r in new.replicas}
+    out = Preview("scale", [f"scale: {moves_text(start, new.replicas)}"])
+    rules = ValidationReport.plan(rbg).scaling  # what Scale steps by (none for a gang-scheduled group)
+    coordinated = coordinated_roles(rules)
+    if coordinated:
+        target = {r: new.replicas[r] for r in coordinated}
+        before = {r: start[r] for r in coordinated}
+        steps = plan_counts(before, target, rules)
+        out.lines.append(f"  {'+'.join(coordinated)} in steps ({', '.join(r.name for r in rules)}):")
+        for n, counts in enumerate(steps, 1):
+            out.lines.append(f"    scale step {n}: {moves_text(before, counts)}")
+            before = counts
+        out.lines.append(f"  {len(steps)} steps")
+    return out
 
 
 def _deploy(rbg: RoleBasedGroup, operation: str) -> Preview:

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RoleProgress,
         ValidationReport,
     )
-    from rbg_flows.rollout.scaling import coordinated_roles, next_counts, progression_of
+    from rbg_flows.rollout.scaling import coordinated_roles, moves_text, next_counts, progression_of
     from rbg_flows.workflows.operation import Operation, acting, error_text, settled_conditions
 
 # The placement step (workflow.patched): histories recorded before it replay without it.
@@ -173,7 +173,7 @@ class DeployWorkflow(Operation):
         while (counts := next_counts(start, target, current, rules)) is not None:
             step += 1
             moving = [r for r in roles if counts[r] != current[r]]
-            moves = ", ".join(f"{r} {current[r]}→{counts[r]}" for r in moving)
+            moves = moves_text(current, counts)
             name = f"scale step {step}"
             self._stage = f"{name}: {moves}"
             self._details()

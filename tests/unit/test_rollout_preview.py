@@ -80,3 +80,22 @@ def test_a_gang_scheduled_group_deploys_as_one_level() -> None:
     together = preview(parsed(gang), gang, None).lines[0]
     assert plain.count("[") > 2  # several levels without a gang
     assert together.count("[") == 2  # one level: [[every role]]
+
+
+@pytest.mark.parametrize("version", ["", "v1alpha2"])
+def test_a_coordinated_scale_lists_the_steps_the_scale_takes(version: str) -> None:
+    doc = load("coordinated-scaling.yaml", version)
+    bigger = copy.deepcopy(doc)
+    bigger["spec"]["roles"][0]["replicas"] = 6
+    bigger["spec"]["roles"][1]["replicas"] = 3
+    plan = preview(parsed(bigger), bigger, internal_form(doc))
+    assert plan.operation == "scale"
+    lines = plan.text().splitlines()
+    assert lines[0] == "scale: prefill 1→6, decode 1→3"
+    steps = [ln.strip() for ln in lines if ln.strip().startswith("scale step ")]
+    assert steps == [
+        "scale step 1: prefill 1→2, decode 1→2",
+        "scale step 2: prefill 2→5",
+        "scale step 3: decode 2→3",
+        "scale step 4: prefill 5→6",
+    ]
