@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -51,8 +51,14 @@ def observer(image: str) -> RolloutObserver:
     )
 
 
+class PodObserver(Protocol):
+    def on_event(self, event_type: str, pod: dict[str, Any]) -> None: ...
+
+
 @contextlib.asynccontextmanager
-async def watching(kube: KubeClient, ns: str, *observers: RolloutObserver) -> AsyncIterator[None]:
+async def watching(
+    kube: KubeClient, ns: str, *observers: PodObserver, name: str = NAME
+) -> AsyncIterator[None]:
     """Feed the group's pod watch events to the observers while the block runs."""
     synced = asyncio.Event()
 
@@ -66,7 +72,7 @@ async def watching(kube: KubeClient, ns: str, *observers: RolloutObserver) -> As
             f"/api/v1/namespaces/{ns}/pods",
             on_event,
             on_synced=synced.set,
-            params={"labelSelector": f"{NAME_LABEL}={NAME}"},
+            params={"labelSelector": f"{NAME_LABEL}={name}"},
         )
     )
     await synced.wait()
