@@ -406,6 +406,8 @@ class WaitTiming(BaseModel):
     reporting counts nobody refreshes."""
 
     known_ready: int = -1
+    # Whether the caller already knows some pods are unschedulable: a wait also returns when that changes.
+    known_unschedulable: bool = False
     min_report_seconds: float = 2.0
     deadline_seconds: float | None = None
     heartbeat_every_seconds: float = 3.0
@@ -590,6 +592,8 @@ class RoleProgress(BaseModel):
     updated: int
     done: bool
     timed_out: bool = False
+    # What the scheduler says of the role's pods it cannot place ("" when it places them all).
+    unschedulable: str = ""
 
 
 class RoleDeploy(WaitTiming):

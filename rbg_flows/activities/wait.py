@@ -19,7 +19,7 @@ from rbg_flows.kube.kinds import KINDS, PODS, WorkloadKind
 from rbg_flows.kube.unblock import Unblocker
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.messages import RoleProgress, WaitRequest
-from rbg_flows.rollout.readiness import Readiness, readiness, runs_template
+from rbg_flows.rollout.readiness import Readiness, readiness, runs_template, unschedulable
 
 WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 log = structlog.get_logger(__name__)
@@ -101,10 +101,10 @@ class WaitActivities:
         unblock = Unblocker(self.kube) if kind.key == STATEFULSET else None
         # Pods too where readiness reads them (LWS, the scheduled gate) or stuck ones are removed
         # (StatefulSet).
-        reads_pods = kind.key in (STATEFULSET, LEADERWORKERSET) or req.gate == "scheduled"
-        if reads_pods:
-            await watched(self.cache, PODS, bound, req.heartbeat_every_seconds)
-        pod_kinds = (PODS,) if reads_pods else ()
+        # Pods always: readiness reads them (LWS, the scheduled gate), stuck ones are removed
+        # (StatefulSet), and the scheduler's word on those it cannot place is reported.
+        await watched(self.cache, PODS, bound, req.heartbeat_every_seconds)
+        pod_kinds = (PODS,)
         with self.cache.subscribe(kind, ns, name, *pod_kinds) as changed:
             while True:
                 failure = check_watch(self.cache, bound, kind, *pod_kinds)
@@ -114,10 +114,19 @@ class WaitActivities:
                     r = self._lws_pods_ready(req, r)
                 done = r.done if req.gate == "ready" else self._pods_bound(req, r)
                 progress = RoleProgress(
-                    role=req.plan.role, replicas=r.replicas, ready=r.ready, updated=r.updated, done=done
+                    role=req.plan.role,
+                    replicas=r.replicas,
+                    ready=r.ready,
+                    updated=r.updated,
+                    done=done,
+                    unschedulable="" if done else unschedulable(req.plan.role, self.cache.pods(ns, name)),
                 )
                 beat({**progress.model_dump(), **watch_details(failure)})
-                if progress.done or (progress.ready != req.known_ready and self.clock() >= report_after):
+                news = (
+                    progress.ready != req.known_ready
+                    or bool(progress.unschedulable) != req.known_unschedulable
+                )
+                if progress.done or (news and self.clock() >= report_after):
                     return progress
                 if deadline is not None and self.clock() >= deadline:
                     return progress.model_copy(update={"timed_out": True})
@@ -125,7 +134,7 @@ class WaitActivities:
                     await unblock(workload, self.cache.pods(ns, name))
                 changed.clear()
                 wait = req.heartbeat_every_seconds
-                if progress.ready != req.known_ready:
+                if news:
                     wait = max(0.01, min(wait, report_after - self.clock()))
                 if deadline is not None:
                     wait = max(0.01, min(wait, deadline - self.clock()))

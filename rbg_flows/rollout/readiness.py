@@ -48,6 +48,27 @@ def readiness(kind: str, obj: JSON | None, want_replicas: int, min_generation: i
     return Readiness(want_replicas, min(ready, want_replicas), min(updated, want_replicas), settled)
 
 
+def unschedulable(role: str, pods: list[JSON]) -> str:
+    """What the scheduler says of the role's live pods it cannot place ("" when it places them all):
+    their count and its message, e.g. "role prefill: 3 pods unschedulable: 0/16 nodes are available:
+    16 Insufficient nvidia.com/gpu." (the first pod's message; they share the template)."""
+    stuck = []
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
+            ):
+                stuck.append(str(c.get("message") or "no node fits"))
+    if not stuck:
+        return ""
+    pods_word = "pod" if len(stuck) == 1 else "pods"
+    return f"role {role}: {len(stuck)} {pods_word} unschedulable: {stuck[0]}"
+
+
 # What makes one container differ from another for a rollout; the rest (env, volume mounts, probes) is
 # also changed by the workload controllers (LWS injects its own env), so it cannot be compared as is.
 _CONTAINER_KEYS = ("image", "command", "args")

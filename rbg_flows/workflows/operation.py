@@ -148,6 +148,9 @@ class Operation:
         # succeeds (the Retrying condition it replaced is no longer true).
         self._progressing: ConditionUpdate | None = None
         self._retrying = 0
+        # role -> what the scheduler says of its pods it cannot place, while it says so
+        self._unschedulable: dict[str, str] = {}
+        self._progressing_before_unschedulable: ConditionUpdate | None = None
 
     async def _call(
         self, inp: OperationInput, run: Callable[[], Awaitable[R]], summary: str, quiet: bool
@@ -392,6 +395,7 @@ class Operation:
                     step=step is not None,
                     gate=gate,
                     known_ready=known,
+                    known_unschedulable=plan.role in self._unschedulable,
                     deadline_seconds=remaining,
                     heartbeat_every_seconds=t.heartbeat_every_seconds,
                 ),
@@ -403,6 +407,8 @@ class Operation:
             applied = r.applied
             self._progress[plan.role] = r.progress
             self._details()
+            if bool(r.progress.unschedulable) != (plan.role in self._unschedulable):
+                await self._unschedulable_changed(inp, plan.role, r.progress.unschedulable)
             return r.progress
 
         # Start from 0 ready: the first report comes with progress, not with an empty table.
@@ -431,6 +437,26 @@ class Operation:
             if result.timed_out and not reported:
                 reported = True
                 await self._deadline_exceeded(inp, role, result.ready, want)
+
+    async def _unschedulable_changed(self, inp: OperationInput, role: str, message: str) -> None:
+        """Pods of a role the scheduler cannot place (a size the cluster cannot hold) are said where
+        people look, naming the role, as soon as the scheduler says so rather than at the deadline; the
+        operation keeps waiting (capacity may free, or a smaller spec supersedes it). Once every role
+        is placed again, the operation's own Progressing condition comes back."""
+        if not self._unschedulable:
+            self._progressing_before_unschedulable = self._progressing
+        if message:
+            self._unschedulable[role] = message
+        else:
+            self._unschedulable.pop(role, None)
+        if self._unschedulable:
+            text = "; ".join(self._unschedulable[r] for r in sorted(self._unschedulable))
+            condition = ConditionUpdate(
+                type="Progressing", status="True", reason="Unschedulable", message=text
+            )
+            await self._report(inp, [condition], event=("Unschedulable", message or text, True))
+        elif self._progressing_before_unschedulable is not None:
+            await self._report(inp, [self._progressing_before_unschedulable])
 
     async def _deadline_exceeded(self, inp: OperationInput, role: str, ready: int, replicas: int) -> None:
         within = f"{inp.timeouts.ready_deadline_seconds:.0f}s"

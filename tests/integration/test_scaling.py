@@ -3,6 +3,7 @@ grow and shrink in steps whose ready-progress skew stays within the rule's bound
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from rbg_flows.kube.client import JSON_PATCH, KubeClient
 from rbg_flows.kube.wait import is_ready
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
 
-from .rbg_helpers import create_rbg, entity_id, example, rbgs, wait_event, wait_ready
+from .rbg_helpers import condition, create_rbg, entity_id, example, rbgs, wait_event, wait_rbg, wait_ready
+from .test_placement import until_gpus_free
 from .test_upgrade import watching
 
 pytestmark = pytest.mark.sim
@@ -119,9 +121,13 @@ async def test_prefill_and_decode_scale_out_and_back_within_the_skew(
     assert rbg["status"]["phase"] == "Ready"
     await wait_event(kube, namespace, NAME, "ScaleStep", contains="scale step 1: prefill 1→2, decode 1→2")
 
-    state = await temporal_env.client.get_workflow_handle(entity_id(cluster_id, namespace, NAME)).query(
-        RoleBasedGroupWorkflow.get_state
-    )
+    handle = temporal_env.client.get_workflow_handle(entity_id(cluster_id, namespace, NAME))
+    # The status is written just before the operation returns to the entity, which then records it.
+    for _ in range(200):
+        state = await handle.query(RoleBasedGroupWorkflow.get_state)
+        if [op for op in state.recent if op.kind == "scale"]:
+            break
+        await asyncio.sleep(0.05)
     (scale,) = [op for op in state.recent if op.kind == "scale"]
     steps = await scale_summaries(temporal_env, scale.workflow_id)
     assert steps == [f"scale step {n}" for n in range(1, 5)], steps
@@ -134,3 +140,40 @@ async def test_prefill_and_decode_scale_out_and_back_within_the_skew(
     # Scale-in removed the highest ordinals.
     live = [p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
     assert live == [f"{NAME}-prefill-0"]
+
+
+async def test_a_scale_the_cluster_cannot_hold_names_the_role_and_scales_back_when_reduced(
+    kube: KubeClient, orchestrator: Any, namespace: str
+) -> None:
+    await until_gpus_free(kube)
+    body = example("coordinated-scaling.yaml")
+    # A whole node per pod: the sim's 16 GPU nodes hold 16 such pods.
+    body["spec"]["roleTemplates"][0]["template"]["spec"]["containers"][0]["resources"]["limits"] = {
+        "nvidia.com/gpu": "8"
+    }
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+
+    path = f"{rbgs(namespace)}/{NAME}"
+    too_big = await kube.patch(path, replicas(20, 10), content_type=JSON_PATCH)
+    stuck = await wait_rbg(
+        kube,
+        namespace,
+        NAME,
+        lambda o: (condition(o, "Progressing") or {}).get("reason") == "Unschedulable",
+        "Progressing=Unschedulable",
+        timeout=120,
+    )
+    message = condition(stuck, "Progressing")["message"]  # type: ignore[index]
+    assert re.search(r"role (prefill|decode): \d+ pods? unschedulable: .*nvidia.com/gpu", message), message
+    assert stuck["status"]["phase"] == "Scaling"
+    assert stuck["status"].get("observedGeneration") != too_big["metadata"]["generation"]
+    await wait_event(kube, namespace, NAME, "Unschedulable", warning=True, contains="unschedulable")
+
+    reduced = await kube.patch(path, replicas(2, 1), content_type=JSON_PATCH)
+    rbg = await wait_ready(kube, namespace, NAME, generation=reduced["metadata"]["generation"], timeout=120)
+    assert (condition(rbg, "Progressing") or {}).get("reason") != "Unschedulable"
+    pods = (await kube.get(f"/api/v1/namespaces/{namespace}/pods"))["items"]
+    live = sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+    assert live[:3] == [f"{NAME}-decode-0", f"{NAME}-prefill-0", f"{NAME}-prefill-1"], live
+    assert len([n for n in live if "-router-" not in n]) == 3, live
