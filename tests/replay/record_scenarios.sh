@@ -6,7 +6,7 @@
 # Starts Temporal, the sim, the worker and the watcher (`rbg-flows dev up`), drives every operation kind
 # through the Kubernetes API and the controls (deploy, scale, drift repair, a coordinated upgrade paused
 # and resumed, a rollback, an abort, LeaderWorkerSet roles, a dependency chain, an engine runtime profile
-# change), records each workflow's
+# change, a coordinated scale), records each workflow's
 # history into tests/replay/histories/, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,6 +62,12 @@ for _ in $(seq 600); do
   [ "$(k get rbg sglang-pd -o jsonpath='{.status.currentRevision}')" != "$first" ] && ready sglang-pd && break
   sleep 0.2
 done
+
+# A coordinated scale: prefill and decode in steps under their scaling rule.
+k apply -f examples/coordinated-scaling.yaml >/dev/null && ready pd-scaling
+k patch rbg pd-scaling --type=json -p '[{"op":"replace","path":"/spec/roles/0/replicas","value":6},
+  {"op":"replace","path":"/spec/roles/1/replicas","value":3}]' >/dev/null
+settled pd-scaling
 
 rm -f tests/replay/histories/*.json
 ids=$("$BIN/temporal" workflow list --address "$RBG_TEMPORAL_ADDRESS" -o json | "$BIN/python" -c \
