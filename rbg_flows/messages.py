@@ -231,6 +231,30 @@ class DriftEvent(BaseModel):
     generation: int
 
 
+class AdapterChanged(BaseModel):
+    """A scaling adapter of the group was scaled, created or deleted (signal `adapter_changed`)."""
+
+    uid: str  # the group's, from the adapter's owner reference
+    adapter: str
+    generation: int
+
+
+class AdapterSync(BaseModel):
+    """Bring the group's scaling adapters in line with its spec (activity `sync_adapters`)."""
+
+    key: RbgKey
+    uid: str
+
+
+class AdapterSyncResult(BaseModel):
+    # The group as the sync left it: `rewritten` when a Bound adapter's replicas were written into the
+    # role (the operation then runs for that generation).
+    event: SpecEvent | None = None
+    rewritten: bool = False
+    uses_adapters: bool = False  # some role has scalingAdapter.enable
+    events: list[EventRecord] = Field(default_factory=list)  # for the entity to post
+
+
 class Timeouts(BaseModel):
     """Durations an operation uses: the worker's settings (`rbg-flows worker --ready-deadline …`),
     read by the entity when an operation starts; tests shorten them."""
@@ -306,6 +330,11 @@ class GroupState(BaseModel):
     # the group uses waits for an operation.
     profiles: dict[str, str] = Field(default_factory=dict)
     profiles_pending: bool = False
+    # Scaling adapters: whether the group has (or had) roles with scalingAdapter.enable, the generation
+    # they were last synced with, and whether an adapter changed since.
+    adapters: bool = False
+    adapters_synced: int = 0
+    adapters_pending: bool = False
 
 
 class OperationInput(BaseModel):
@@ -657,3 +686,4 @@ class EventRecord(BaseModel):
 EntityInput.model_rebuild()
 StatusUpdate.model_rebuild()
 ValidationReport.model_rebuild()
+AdapterSyncResult.model_rebuild()

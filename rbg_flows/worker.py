@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from rbg_flows.activities.adapters import AdapterActivities
 from rbg_flows.activities.apply import ApplyActivities
 from rbg_flows.activities.deploy_role import DeployRoleActivities
 from rbg_flows.activities.placement import PlacementActivities
@@ -49,6 +50,7 @@ def activities(
         placement.place,
         role.deploy_role,
         ScalingActivities(kube, cache).read_replicas,
+        AdapterActivities(kube).sync_adapters,
         status.report,
         rollout.set_partition,
         rollout.step_role,

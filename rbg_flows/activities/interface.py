@@ -12,6 +12,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from rbg_flows.messages import (
+    AdapterSync,
+    AdapterSyncResult,
     DeployedRole,
     PartitionRequest,
     PlacementChoice,
@@ -71,6 +73,13 @@ async def read_replicas(req: ReplicasRequest) -> dict[str, int]:
     raise _stub("read_replicas")
 
 
+@activity.defn(name="sync_adapters")
+async def sync_adapters(req: AdapterSync) -> AdapterSyncResult:
+    """Create, delete and mirror the group's scaling adapters; a Bound adapter's replicas go into the
+    role (the group's spec), and the group as left is returned."""
+    raise _stub("sync_adapters")
+
+
 @activity.defn(name="report")
 async def report(upd: StatusUpdate) -> None:
     raise _stub("report")
@@ -108,6 +117,7 @@ STUBS = (
     place,
     deploy_role,
     read_replicas,
+    sync_adapters,
     report,
     set_partition,
     step_role,

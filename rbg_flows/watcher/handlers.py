@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from rbg_flows.api.common import GROUP, VERSION
 from rbg_flows.api.keys import GROUP_NAME_LABEL
 from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
-from rbg_flows.messages import ProfileChange, profile_fingerprint
+from rbg_flows.messages import AdapterChanged, ProfileChange, profile_fingerprint
 from rbg_flows.observability.metrics import SIGNAL_LATENCY
 from rbg_flows.watcher import cluster
 from rbg_flows.watcher.cluster import RBG
@@ -39,6 +39,7 @@ WORKLOADS = (
     ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
 )
 PROFILES = (GROUP, VERSION, "clusterengineruntimeprofiles")
+ADAPTERS = (GROUP, VERSION, "rolebasedgroupscalingadapters")
 MAX_RETRY_DELAY = 30.0
 
 
@@ -132,6 +133,7 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
     signalled: dict[str, int] = {}
     seen_workloads: dict[str, int] = {}
     seen_profiles: dict[str, int] = {}
+    seen_adapters: dict[str, int] = {}
     users = ProfileUsers()
 
     @kopf.on.login(registry=registry)
@@ -185,6 +187,28 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
         for ns, name in users.profile_seen(change):
             await tell_profile(change, ns, name)
         seen_profiles[meta["uid"]] = generation
+
+    @kopf.on.event(*ADAPTERS, registry=registry)
+    async def _adapter(type: str | None, body: kopf.Body, **_: Any) -> None:
+        # Only the adapters a group owns (the ones the orchestrator made); a scale, or a deletion the
+        # group's next sync answers by re-creating it. Our own status writes move no generation.
+        meta = body["metadata"]
+        owner = group_owner(meta)
+        if owner is None:
+            return
+        generation = DELETED_GENERATION if type == "DELETED" else int(meta.get("generation") or 1)
+        if type == "DELETED":
+            seen_adapters.pop(meta["uid"], None)
+        elif seen_adapters.get(meta["uid"], 0) >= generation:
+            return
+        else:
+            seen_adapters[meta["uid"]] = generation
+        change = AdapterChanged(uid=owner["uid"], adapter=meta["name"], generation=generation)
+        with SIGNAL_LATENCY.labels(signal="adapter").time():
+            await deliver(
+                f"adapter {meta['namespace']}/{meta['name']}",
+                lambda: signaller.adapter(meta["namespace"], owner["name"], change),
+            )
 
     async def workload_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body["metadata"]

@@ -13,6 +13,7 @@ from rbg_flows.api.conversion import internal_form
 from rbg_flows.messages import (
     ANNOTATION_PREFIX,
     ENTITY_WORKFLOW,
+    AdapterChanged,
     DriftEvent,
     EntityInput,
     ProfileChange,
@@ -66,6 +67,10 @@ class Signaller:
     async def profile(self, namespace: str, group: str, change: ProfileChange) -> None:
         """A profile the group uses changed (the entity decides whether that rolls anything)."""
         await self._signal_if_running(self.key(namespace, group).workflow_id, "profile_changed", change)
+
+    async def adapter(self, namespace: str, group: str, change: AdapterChanged) -> None:
+        """A scaling adapter of the group changed (the entity syncs the group's adapters)."""
+        await self._signal_if_running(self.key(namespace, group).workflow_id, "adapter_changed", change)
 
     async def deleted(self, namespace: str, name: str, uid: str) -> None:
         await self.deleted_by_id(self.key(namespace, name).workflow_id, uid)

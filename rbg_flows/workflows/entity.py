@@ -23,7 +23,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -33,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
         RBG_PHASE,
         RBG_REVISION,
         RBG_UID,
+        AdapterChanged,
+        AdapterSync,
+        AdapterSyncResult,
         ConditionUpdate,
         DeployInput,
         DeployResult,
@@ -68,6 +71,19 @@ _DEPLOY_REASONS = {"deploy": "spec", "repair": "repair", "scale": "scale", "migr
 # workflow.patched id of engine runtime profiles: a signalled profile change starts an operation of the
 # current generation, and the profiles an operation built with enter the group's fingerprints.
 PROFILES_PATCH = "engine-runtime-profiles"
+# workflow.patched id of scaling adapters: groups with adapters sync them before each operation.
+ADAPTERS_PATCH = "scaling-adapters"
+
+
+def uses_adapters(obj: dict[str, Any]) -> bool:
+    """Whether some role of a RoleBasedGroup object has scalingAdapter.enable (read without parsing)."""
+    roles = (obj.get("spec") or {}).get("roles") or []
+    return any(
+        isinstance(role, dict)
+        and isinstance(role.get("scalingAdapter"), dict)
+        and role["scalingAdapter"].get("enable") is True
+        for role in roles
+    )
 
 
 def used_profiles(obj: dict[str, Any]) -> set[str]:
@@ -147,6 +163,13 @@ class RoleBasedGroupWorkflow:
                 return
             s.profiles.pop(change.name, None)
         s.profiles_pending = True
+
+    @workflow.signal
+    def adapter_changed(self, change: AdapterChanged) -> None:
+        """An adapter of the group was scaled (kubectl scale, an HPA), created or deleted: sync them."""
+        s = self._ensure_state()
+        if s.uid and change.uid == s.uid:
+            s.adapters_pending = True
 
     @workflow.signal
     def deleted(self, uid: str) -> None:
@@ -309,6 +332,7 @@ class RoleBasedGroupWorkflow:
                     self.s.deleted
                     or self.s.request is not None
                     or self._pending() is not None
+                    or self._adapters_due()
                     or self.s.paused != self.s.paused_reported
                     or workflow.info().is_continue_as_new_suggested()
                 )
@@ -320,15 +344,63 @@ class RoleBasedGroupWorkflow:
             if s.request is not None:
                 await self._rewrite(s.request)
                 continue
+            if self._adapters_due():
+                await self._sync_adapters()
+                continue
             kind = self._pending()
             if kind is not None:
                 await self._operate(kind)
+                # Adapters mirror the role as the operation left it (status replicas, readyReplicas).
+                self.s.adapters_pending = self.s.adapters_pending or self.s.adapters
                 continue
             if s.paused != s.paused_reported:
                 await self._report_paused()
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(EntityInput(key=s.key, state=self.s))
+
+    def _adapters_due(self) -> bool:
+        """A group that has (or had) scaling adapters syncs them before an operation of a new generation
+        (a re-apply that dropped a role's replicas must not scale it down first) and when one changed.
+        Groups without adapters never take the step, so their histories replay as recorded."""
+        s = self.s
+        if s.latest is None or s.deleted or s.request is not None:
+            return False
+        new_spec = s.latest.generation > max(s.settled_generation, s.adapters_synced)
+        involved = s.adapters or uses_adapters(s.latest.obj)
+        return involved and (s.adapters_pending or new_spec)
+
+    async def _sync_adapters(self) -> None:
+        s = self.s
+        s.adapters_pending = False
+        latest = s.latest
+        assert latest is not None
+        if not workflow.patched(ADAPTERS_PATCH):
+            s.adapters_synced = latest.generation  # recorded before adapters were served: as it ran then
+            return
+        try:
+            result: AdapterSyncResult = await run_short(
+                act.sync_adapters,
+                AdapterSync(key=s.key, uid=s.uid),
+                await self._settings(),
+                "sync scaling adapters",
+            )
+        except ActivityError as e:
+            # The spec changed under the sync (its event brings another), or the API refused: the
+            # operation goes on with the spec as it is rather than wedging the group.
+            workflow.logger.warning(f"scaling adapters not synced: {getattr(e, 'cause', None) or e}")
+            s.adapters_synced = latest.generation
+            return
+        s.adapters = result.uses_adapters
+        event = result.event
+        if event is not None and event.uid == s.uid:
+            # The generation the adapters now agree with; a rewrite is a new generation, the operation's.
+            s.adapters_synced = max(s.adapters_synced, event.generation)
+            self.spec_changed(event)
+        else:
+            s.adapters_synced = max(s.adapters_synced, latest.generation)
+        for record in result.events:
+            await self._post(StatusUpdate(key=s.key, uid=s.uid), record)
 
     def _pending(self) -> str | None:
         s = self.s

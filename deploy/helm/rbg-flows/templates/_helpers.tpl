@@ -30,6 +30,14 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups/status"]
   verbs: ["patch"]
+# Scaling adapters (roles with scalingAdapter.enable): listed by group label, created, deleted when
+# the role drops them, annotated with the generation the role took, and their status mirrored.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupscalingadapters"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupscalingadapters/status"]
+  verbs: ["patch"]
 # Server-side apply is a PATCH, and the API server also checks create when the apply makes the
 # object; prune_roles reads and deletes the workloads of roles the spec dropped.
 - apiGroups: ["apps"]
@@ -72,6 +80,10 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 # kopf's watch of the groups, and the resync's list.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups"]
+  verbs: ["list", "watch"]
+# A scale of a group's scaling adapter (kubectl scale rbgsa, an HPA) is signalled to the group.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupscalingadapters"]
   verbs: ["list", "watch"]
 # Drift: kopf watches the workloads of the groups (by label).
 - apiGroups: ["apps"]
