@@ -38,7 +38,7 @@ RBG_CLUSTER = SearchAttributeKey.for_keyword("RbgCluster")
 SEARCH_ATTRIBUTES = (RBG_NAMESPACE, RBG_NAME, RBG_UID, RBG_PHASE, RBG_REVISION, RBG_OPERATION, RBG_CLUSTER)
 # RbgOperation values, one per kind of operation workflow (Deploy also scales and repairs; Upgrade also
 # rolls back and aborts): what a saved view filters on.
-OPERATIONS = ("Deploy", "Upgrade", "Scale", "Repair", "Migrate", "Rollback", "Abort")
+OPERATIONS = ("Deploy", "Upgrade", "Scale", "Repair", "Migrate", "Rollback", "Abort", "Failover")
 
 
 FIRST_PHASE = "Deploying"
@@ -239,6 +239,46 @@ class AdapterChanged(BaseModel):
     generation: int
 
 
+class PodFailure(BaseModel):
+    """A pod of the group failed (signal `pod_failed`): its container restarted, it turned Failed, or its
+    deletion began."""
+
+    role: str
+    pod: str
+    pod_uid: str
+    reason: Literal["restarted", "failed", "deleted"]
+
+
+class PodRef(BaseModel):
+    name: str
+    uid: str
+
+
+class RolePodsRequest(BaseModel):
+    """The pods the roles have now (a failover deletes exactly these, so a retry never deletes the
+    pods it made)."""
+
+    ref: SpecRef
+    roles: list[str]
+
+    @property
+    def key(self) -> RbgKey:
+        return self.ref.key
+
+
+class DeletePods(BaseModel):
+    key: RbgKey
+    pods: list[PodRef]
+
+
+class PendingFailover(BaseModel):
+    """A RecreateRBGOnPodRestart failure not yet answered (failures until it starts fold into it)."""
+
+    failure: PodFailure
+    at: float  # workflow time of the first failure
+    failures: int = 1
+
+
 class AdapterSync(BaseModel):
     """Bring the group's scaling adapters in line with its spec (activity `sync_adapters`)."""
 
@@ -335,6 +375,12 @@ class GroupState(BaseModel):
     adapters: bool = False
     adapters_synced: int = 0
     adapters_pending: bool = False
+    # Failover: the group recreation waiting (for its backoff), the times of the recreations made, pods
+    # of RecreateRoleInstanceOnPodRestart roles to recreate, and whether maxRestarts stopped it.
+    failover: PendingFailover | None = None
+    restarts: list[float] = Field(default_factory=list)
+    instance_recreations: list[PodFailure] = Field(default_factory=list)
+    restarts_exhausted: bool = False
 
 
 class OperationInput(BaseModel):
@@ -354,8 +400,9 @@ class OperationInput(BaseModel):
 
 
 class DeployInput(OperationInput):
-    reason: Literal["spec", "repair", "scale", "migrate"] = "spec"
+    reason: Literal["spec", "repair", "scale", "migrate", "failover"] = "spec"
     deployed_before: bool = False
+    failure: str = ""  # a failover's: the pod failure it answers
 
 
 class DeployResult(BaseModel):
@@ -612,6 +659,8 @@ class WaitRequest(WaitTiming):
     plan: RolePlan
     min_generation: int
     gate: Gate = "ready"
+    # A failover's: uids of the pods it deleted; the role is ready only once none of them is left.
+    replaced: list[str] = Field(default_factory=list)
 
 
 class RoleProgress(BaseModel):
@@ -635,6 +684,7 @@ class RoleDeploy(WaitTiming):
     # A step of a coordinated scale: apply plan.replicas instead of the spec's, and wait for `gate`.
     step: bool = False
     gate: Gate = "ready"
+    replaced: list[str] = Field(default_factory=list)
 
     @property
     def key(self) -> RbgKey:

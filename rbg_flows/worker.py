@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from rbg_flows.activities.adapters import AdapterActivities
 from rbg_flows.activities.apply import ApplyActivities
 from rbg_flows.activities.deploy_role import DeployRoleActivities
+from rbg_flows.activities.failover import FailoverActivities
 from rbg_flows.activities.placement import PlacementActivities
 from rbg_flows.activities.prepare import PrepareActivities
 from rbg_flows.activities.revisions import RevisionActivities
@@ -51,6 +52,7 @@ def activities(
         role.deploy_role,
         ScalingActivities(kube, cache).read_replicas,
         AdapterActivities(kube).sync_adapters,
+        *_failover(kube),
         status.report,
         rollout.set_partition,
         rollout.step_role,
@@ -58,6 +60,11 @@ def activities(
         rollout.prune_roles,
         rollout.rewrite_spec,
     ]
+
+
+def _failover(kube: KubeClient) -> tuple[Callable[..., Any], ...]:
+    failover = FailoverActivities(kube)
+    return (failover.role_pods, failover.delete_pods)
 
 
 def sandbox_runner() -> WorkflowRunner:

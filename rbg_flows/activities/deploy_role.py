@@ -37,6 +37,7 @@ class DeployRoleActivities:
                 plan=req.plan,
                 min_generation=applied.generation,
                 gate=req.gate,
+                replaced=req.replaced,
                 **timing,
             )
         )

@@ -14,13 +14,16 @@ from temporalio import activity
 from rbg_flows.messages import (
     AdapterSync,
     AdapterSyncResult,
+    DeletePods,
     DeployedRole,
     PartitionRequest,
     PlacementChoice,
+    PodRef,
     PruneRequest,
     ReplicasRequest,
     RevisionInfo,
     RoleDeploy,
+    RolePodsRequest,
     RoleRollState,
     SpecEvent,
     SpecRef,
@@ -80,6 +83,18 @@ async def sync_adapters(req: AdapterSync) -> AdapterSyncResult:
     raise _stub("sync_adapters")
 
 
+@activity.defn(name="role_pods")
+async def role_pods(req: RolePodsRequest) -> dict[str, list[PodRef]]:
+    """The live pods of these roles now: what a failover deletes."""
+    raise _stub("role_pods")
+
+
+@activity.defn(name="delete_pods")
+async def delete_pods(req: DeletePods) -> int:
+    """Delete exactly these pods (uid preconditions)."""
+    raise _stub("delete_pods")
+
+
 @activity.defn(name="report")
 async def report(upd: StatusUpdate) -> None:
     raise _stub("report")
@@ -118,6 +133,8 @@ STUBS = (
     deploy_role,
     read_replicas,
     sync_adapters,
+    role_pods,
+    delete_pods,
     report,
     set_partition,
     step_role,

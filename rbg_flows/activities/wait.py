@@ -113,6 +113,11 @@ class WaitActivities:
                 if r.done and req.plan.kind == LEADERWORKERSET and req.gate == "ready":
                     r = self._lws_pods_ready(req, r)
                 done = r.done if req.gate == "ready" else self._pods_bound(req, r)
+                if done and req.replaced:
+                    # A failover's role is ready once none of the pods it deleted is left (the status
+                    # may still count them as ready before the controller has seen them go).
+                    left = {p["metadata"]["uid"] for p in self.cache.pods(ns, name)}
+                    done = not left.intersection(req.replaced)
                 progress = RoleProgress(
                     role=req.plan.role,
                     replicas=r.replicas,

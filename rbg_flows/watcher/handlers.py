@@ -22,12 +22,13 @@ import structlog
 from pydantic import ValidationError
 
 from rbg_flows.api.common import GROUP, VERSION
-from rbg_flows.api.keys import GROUP_NAME_LABEL
+from rbg_flows.api.keys import GROUP_NAME_LABEL, ROLE_LABEL
 from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
-from rbg_flows.messages import AdapterChanged, ProfileChange, profile_fingerprint
+from rbg_flows.messages import AdapterChanged, PodFailure, ProfileChange, profile_fingerprint
 from rbg_flows.observability.metrics import SIGNAL_LATENCY
 from rbg_flows.watcher import cluster
 from rbg_flows.watcher.cluster import RBG
+from rbg_flows.watcher.failures import FailureMemo
 from rbg_flows.watcher.profile_users import ProfileUsers
 from rbg_flows.watcher.signaller import Signaller
 
@@ -134,6 +135,7 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
     seen_workloads: dict[str, int] = {}
     seen_profiles: dict[str, int] = {}
     seen_adapters: dict[str, int] = {}
+    failures = FailureMemo()
     users = ProfileUsers()
 
     @kopf.on.login(registry=registry)
@@ -208,6 +210,21 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
             await deliver(
                 f"adapter {meta['namespace']}/{meta['name']}",
                 lambda: signaller.adapter(meta["namespace"], owner["name"], change),
+            )
+
+    @kopf.on.event("", "v1", "pods", labels={GROUP_NAME_LABEL: kopf.PRESENT}, registry=registry)
+    async def _pod(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        labels = meta.get("labels") or {}
+        reason = failures.failure(type, body)
+        if reason is None or not labels.get(ROLE_LABEL):
+            return
+        failure = PodFailure(role=labels[ROLE_LABEL], pod=meta["name"], pod_uid=meta["uid"], reason=reason)
+        group = labels[GROUP_NAME_LABEL]
+        with SIGNAL_LATENCY.labels(signal="pod_failed").time():
+            await deliver(
+                f"pod {meta['namespace']}/{meta['name']} {reason}",
+                lambda: signaller.pod_failed(meta["namespace"], group, failure),
             )
 
     async def workload_event(type: str | None, body: kopf.Body, **_: Any) -> None:

@@ -16,6 +16,7 @@ from rbg_flows.messages import (
     AdapterChanged,
     DriftEvent,
     EntityInput,
+    PodFailure,
     ProfileChange,
     RbgKey,
     spec_event,
@@ -71,6 +72,10 @@ class Signaller:
     async def adapter(self, namespace: str, group: str, change: AdapterChanged) -> None:
         """A scaling adapter of the group changed (the entity syncs the group's adapters)."""
         await self._signal_if_running(self.key(namespace, group).workflow_id, "adapter_changed", change)
+
+    async def pod_failed(self, namespace: str, group: str, failure: PodFailure) -> None:
+        """A pod of the group failed (the entity decides what its role's restart policy does)."""
+        await self._signal_if_running(self.key(namespace, group).workflow_id, "pod_failed", failure)
 
     async def deleted(self, namespace: str, name: str, uid: str) -> None:
         await self.deleted_by_id(self.key(namespace, name).workflow_id, uid)

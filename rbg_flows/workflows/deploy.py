@@ -18,10 +18,12 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_WORKFLOW,
         RBG_REVISION,
         ConditionUpdate,
+        DeletePods,
         DeployInput,
         DeployResult,
         PlacementChoice,
         ReplicasRequest,
+        RolePodsRequest,
         RoleProgress,
         ValidationReport,
     )
@@ -40,6 +42,8 @@ _VERBS = {
     "scale": ("scale", "Scaling", "Scale"),
     # Re-applying a group deployed under older object names (messages.NAMING_SCHEME) to move them.
     "migrate": ("migration", "Deploying", "Migrate"),
+    # RecreateRBGOnPodRestart: every role's pods recreated in dependency order (docs/failover.md).
+    "failover": ("failover", "Recovering", "Failover"),
 }
 
 
@@ -92,10 +96,24 @@ class DeployWorkflow(Operation):
             if inp.deployed_before
             else [ConditionUpdate(type="Ready", status="False", reason="RoleNotReady", message="deploying")]
         )
+        restarting = (
+            [
+                ConditionUpdate(
+                    type="RestartInProgress",
+                    status="True",
+                    reason="RecreatingGroup",
+                    message=inp.failure or "recreating every pod of the group",
+                ),
+                ConditionUpdate(type="Ready", status="False", reason="Recovering", message=inp.failure),
+            ]
+            if inp.reason == "failover"
+            else []
+        )
         await self._report(
             inp,
             [
                 ConditionUpdate(type="InvalidSpec", status="False", reason="Valid"),
+                *restarting,
                 ConditionUpdate(
                     type="Progressing",
                     status="True",
@@ -118,6 +136,9 @@ class DeployWorkflow(Operation):
         unit_level = next((i for i, lv in enumerate(report.levels) if set(lv) & set(coordinated)), -1)
         generations: dict[str, int] = {}
         for i, level in enumerate(report.levels):
+            if inp.reason == "failover":
+                generations.update(await self._recreate(inp, report, level, placement))
+                continue
             jobs = [self._deploy_roles(inp, report, [r], placement) for r in level if r not in coordinated]
             if i == unit_level:
                 jobs.append(self._scale_in_steps(inp, report, coordinated, placement))
@@ -148,6 +169,38 @@ class DeployWorkflow(Operation):
     ) -> dict[str, int]:
         results = await asyncio.gather(
             *(self._deploy_role(inp, report.roles[r], placement.roles.get(r)) for r in roles)
+        )
+        return dict(results)
+
+    async def _recreate(
+        self, inp: DeployInput, report: ValidationReport, level: list[str], placement: PlacementChoice
+    ) -> dict[str, int]:
+        """A failover's level: the pods its roles have now (read once, so a retry or a replay deletes
+        these and never the new ones), deleted, then every role waited Ready on pods that are not them."""
+        roles = ", ".join(level)
+        pods = await self._short(
+            inp, act.role_pods, RolePodsRequest(ref=inp.ref, roles=level), f"pods of {roles}"
+        )
+        doomed = [p for role in level for p in pods.get(role, [])]
+        self._stage = f"recreating {len(doomed)} pods of {roles}"
+        self._details()
+        await self._activity(
+            inp,
+            act.delete_pods,
+            DeletePods(key=inp.key, pods=doomed),
+            acting(inp.timeouts),
+            f"recreate {len(doomed)} pods of {roles}",
+        )
+        results = await asyncio.gather(
+            *(
+                self._deploy_role(
+                    inp,
+                    report.roles[r],
+                    placement.roles.get(r),
+                    replaced=[p.uid for p in pods.get(r, [])],
+                )
+                for r in level
+            )
         )
         return dict(results)
 

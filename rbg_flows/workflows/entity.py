@@ -17,10 +17,12 @@ the upgrade in flight; `pause` holds a rollout before its next step; `resume` le
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
@@ -28,6 +30,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from rbg_flows.activities import interface as act
+    from rbg_flows.api.rbg import RestartPolicyConfig, RoleSpec
     from rbg_flows.messages import (
         ENTITY_WORKFLOW,
         RBG_PHASE,
@@ -37,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         AdapterSync,
         AdapterSyncResult,
         ConditionUpdate,
+        DeletePods,
         DeployInput,
         DeployResult,
         DriftEvent,
@@ -45,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
         Fingerprint,
         GroupState,
         OperationRecord,
+        PendingFailover,
+        PodFailure,
+        PodRef,
         ProfileChange,
         RevisionRecord,
         RolloutRequest,
@@ -61,18 +68,36 @@ with workflow.unsafe.imports_passed_through():
         fingerprint,
         upgrade_replicas,
     )
+    from rbg_flows.rollout.restarts import decide, stability_window
     from rbg_flows.workflows.deploy import DeployWorkflow
     from rbg_flows.workflows.operation import RETRY, run_short
     from rbg_flows.workflows.upgrade import UpgradeWorkflow
 
 KEEP_RECENT = 20
 # Operation kind -> why the Deploy workflow runs (DeployInput.reason).
-_DEPLOY_REASONS = {"deploy": "spec", "repair": "repair", "scale": "scale", "migrate": "migrate"}
+_DEPLOY_REASONS = {
+    "deploy": "spec",
+    "repair": "repair",
+    "scale": "scale",
+    "migrate": "migrate",
+    "failover": "failover",
+}
 # workflow.patched id of engine runtime profiles: a signalled profile change starts an operation of the
 # current generation, and the profiles an operation built with enter the group's fingerprints.
 PROFILES_PATCH = "engine-runtime-profiles"
 # workflow.patched id of scaling adapters: groups with adapters sync them before each operation.
 ADAPTERS_PATCH = "scaling-adapters"
+
+
+def role_of(obj: dict[str, Any], name: str) -> RoleSpec | None:
+    """One role of a RoleBasedGroup object as the model reads it, or None (absent, or it does not parse)."""
+    for role in (obj.get("spec") or {}).get("roles") or []:
+        if isinstance(role, dict) and role.get("name") == name:
+            try:
+                return RoleSpec.model_validate(role)
+            except ValidationError:
+                return None
+    return None
 
 
 def uses_adapters(obj: dict[str, Any]) -> bool:
@@ -170,6 +195,32 @@ class RoleBasedGroupWorkflow:
         s = self._ensure_state()
         if s.uid and change.uid == s.uid:
             s.adapters_pending = True
+
+    @workflow.signal
+    def pod_failed(self, failure: PodFailure) -> None:
+        """A pod of the group failed: what its role's restart policy asks (docs/failover.md)."""
+        s = self._ensure_state()
+        if s.deleted or s.latest is None or not s.deployed:
+            return
+        role = role_of(s.latest.obj, failure.role)
+        if role is None:
+            return
+        policy = role.effective_restart_policy
+        if policy == "None" or s.restarts_exhausted or self._child_kind == "failover":
+            return  # the workload controller replaces it; or stopped by maxRestarts; or folded in
+        if self._child_kind and failure.reason == "deleted":
+            return  # an operation replaces pods (a rolling update, a scale-in): not failures
+        if policy == "RecreateRoleInstanceOnPodRestart":
+            # A LeaderWorkerSet recreates its own group (its restartPolicy says so); a deleted pod is
+            # being replaced already.
+            known = any(f.pod_uid == failure.pod_uid for f in s.instance_recreations)
+            if not role.is_leader_worker_set and failure.reason != "deleted" and not known:
+                s.instance_recreations.append(failure)
+            return
+        if s.failover is None:
+            s.failover = PendingFailover(failure=failure, at=workflow.now().timestamp())
+        else:
+            s.failover.failures += 1
 
     @workflow.signal
     def deleted(self, uid: str) -> None:
@@ -327,16 +378,21 @@ class RoleBasedGroupWorkflow:
         self._ensure_state()
         while True:
             # self.s, not a local: a signal may replace the state (object re-created under the same name).
-            await workflow.wait_condition(
-                lambda: (
-                    self.s.deleted
-                    or self.s.request is not None
-                    or self._pending() is not None
-                    or self._adapters_due()
-                    or self.s.paused != self.s.paused_reported
-                    or workflow.info().is_continue_as_new_suggested()
+            # A failover waiting for its backoff wakes the loop when it is due (only then is there a timer).
+            wake = self._failover_wait()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: (
+                        self.s.deleted
+                        or self.s.request is not None
+                        or self._pending() is not None
+                        or self._adapters_due()
+                        or self._failover_due()
+                        or self.s.paused != self.s.paused_reported
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
+                    timeout=wake,
                 )
-            )
             s = self.s
             if s.deleted:
                 self._set_phase("Deleted")
@@ -353,11 +409,110 @@ class RoleBasedGroupWorkflow:
                 # Adapters mirror the role as the operation left it (status replicas, readyReplicas).
                 self.s.adapters_pending = self.s.adapters_pending or self.s.adapters
                 continue
+            if s.instance_recreations:
+                await self._recreate_instances()
+                continue
+            if self._failover_due():
+                await self._failover()
+                continue
             if s.paused != s.paused_reported:
                 await self._report_paused()
                 continue
+            if s.failover is not None and not workflow.info().is_continue_as_new_suggested():
+                continue  # woken during its backoff: wait on
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(EntityInput(key=s.key, state=self.s))
+
+    def _restart_config(self) -> RestartPolicyConfig:
+        s = self.s
+        assert s.failover is not None and s.latest is not None
+        role = role_of(s.latest.obj, s.failover.failure.role)
+        return role.effective_restart_policy_config if role is not None else RestartPolicyConfig()
+
+    def _failover_due(self) -> bool:
+        """A pending group recreation whose backoff has passed (or that maxRestarts stops)."""
+        s = self.s
+        if s.failover is None or s.deleted or self._pending() is not None:
+            return False
+        decision = decide(self._restart_config(), s.restarts, workflow.now().timestamp())
+        return decision.exceeded or decision.due <= workflow.now().timestamp()
+
+    def _failover_wait(self) -> float | None:
+        s = self.s
+        if s.failover is None or s.deleted:
+            return None
+        decision = decide(self._restart_config(), s.restarts, workflow.now().timestamp())
+        return max(0.001, decision.due - workflow.now().timestamp())
+
+    async def _failover(self) -> None:
+        s = self.s
+        pending = s.failover
+        assert pending is not None
+        config = self._restart_config()
+        now = workflow.now().timestamp()
+        decision = decide(config, s.restarts, now)
+        f = pending.failure
+        if decision.exceeded:
+            s.failover = None
+            s.restarts_exhausted = True
+            window = stability_window(config)
+            message = (
+                f"pod {f.pod} of role {f.role} {f.reason}; the group was recreated {decision.recent} times "
+                f"within {window:.0f}s (maxRestarts {config.max_restarts}): it is left as it is; change "
+                "its spec to try again"
+            )
+            self._set_phase("Failed")
+            await self._post(
+                StatusUpdate(
+                    key=s.key,
+                    uid=s.uid,
+                    phase="Failed",
+                    conditions=[
+                        ConditionUpdate(
+                            type="RestartInProgress",
+                            status="False",
+                            reason="MaxRestartsExceeded",
+                            message=message,
+                        ),
+                        ConditionUpdate(
+                            type="Ready", status="False", reason="MaxRestartsExceeded", message=message
+                        ),
+                    ],
+                ),
+                EventRecord(
+                    key=s.key, uid=s.uid, type="Warning", reason="MaxRestartsExceeded", message=message
+                ),
+            )
+            return
+        s.restarts = [t for t in s.restarts if now - t < stability_window(config)] + [now]
+        text = self._failure_text()
+        # Failures from here on fold into this recreation (pod_failed ignores them while it runs).
+        s.failover = None
+        await self._operate("failover", text)
+
+    async def _recreate_instances(self) -> None:
+        """RecreateRoleInstanceOnPodRestart on a StatefulSet or Deployment role: that pod only, deleted
+        (uid precondition) so its controller makes it afresh."""
+        s = self.s
+        failures, s.instance_recreations = s.instance_recreations, []
+        await self._settings()
+        deleted = await run_short(
+            act.delete_pods,
+            DeletePods(key=s.key, pods=[PodRef(name=f.pod, uid=f.pod_uid) for f in failures]),
+            self._timeouts,
+            f"recreate {', '.join(f.pod for f in failures)}",
+        )
+        for f in failures[:deleted]:
+            await self._post(
+                StatusUpdate(key=s.key, uid=s.uid),
+                EventRecord(
+                    key=s.key,
+                    uid=s.uid,
+                    reason="InstanceRecreated",
+                    message=f"pod {f.pod} of role {f.role} {f.reason}: recreated "
+                    "(RecreateRoleInstanceOnPodRestart)",
+                ),
+            )
 
     def _adapters_due(self) -> bool:
         """A group that has (or had) scaling adapters syncs them before an operation of a new generation
@@ -444,10 +599,13 @@ class RoleBasedGroupWorkflow:
         unsettled = {r for r in self.s.unsettled_roles if r in new.role_hashes and r in applied.role_hashes}
         return [r for r in new.role_hashes if r in changed | unsettled]
 
-    async def _operate(self, pending: str) -> None:
+    async def _operate(self, pending: str, failure: str = "") -> None:
         s = self.s
         target = s.latest
         assert target is not None
+        if pending != "failover" and target.generation > s.settled_generation:
+            # A new spec starts the restart count afresh (and lifts a maxRestarts stop).
+            s.restarts, s.restarts_exhausted = [], False
         # For a profile change (the generation settled already) the operation is of a generation that
         # had one already: its id needs the counter too.
         for_profiles = s.profiles_pending and target.generation <= s.settled_generation
@@ -504,7 +662,7 @@ class RoleBasedGroupWorkflow:
                 + ", ".join(upgrade.roles),
             )
         else:
-            self._set_phase("Scaling" if kind == "scale" else "Deploying")
+            self._set_phase({"scale": "Scaling", "failover": "Recovering"}.get(kind, "Deploying"))
             self._child_kind = kind
             deploy = await workflow.start_child_workflow(
                 DeployWorkflow.run,
@@ -516,6 +674,7 @@ class RoleBasedGroupWorkflow:
                     profiles=built_with,
                     reason=_DEPLOY_REASONS[kind],  # type: ignore[arg-type]
                     deployed_before=s.deployed,
+                    failure=failure,
                 ),
                 id=op.workflow_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -574,6 +733,14 @@ class RoleBasedGroupWorkflow:
                 self._settle(result, new, upgrade, target.naming)
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]
+
+    def _failure_text(self) -> str:
+        pending = self.s.failover
+        if pending is None:
+            return ""
+        f = pending.failure
+        also = f" (and {pending.failures - 1} more failures)" if pending.failures > 1 else ""
+        return f"pod {f.pod} of role {f.role} {f.reason}{also}: recreating every pod of the group"
 
     def _built_with(
         self,

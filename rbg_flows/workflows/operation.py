@@ -367,6 +367,7 @@ class Operation:
         placement: RolePlacement | None = None,
         step: str | None = None,
         gate: Gate = "ready",
+        replaced: list[str] | None = None,
     ) -> tuple[str, int]:
         """Apply a role's workload as built from the spec and wait until it is ready: one activity, and
         more only to report progress or a passed deadline (those only wait). A `step` of a coordinated
@@ -394,6 +395,7 @@ class Operation:
                     placement=placement,
                     step=step is not None,
                     gate=gate,
+                    replaced=replaced or [],
                     known_ready=known,
                     known_unschedulable=plan.role in self._unschedulable,
                     deadline_seconds=remaining,

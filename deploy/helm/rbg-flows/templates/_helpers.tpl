@@ -85,6 +85,10 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroupscalingadapters"]
   verbs: ["list", "watch"]
+# Failover: the groups' pods (by label); a restart, a Failed phase or a deletion is signalled.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # Drift: kopf watches the workloads of the groups (by label).
 - apiGroups: ["apps"]
   resources: ["statefulsets", "deployments"]

@@ -1,0 +1,61 @@
+"""A failover's pods: which ones the roles have now, and deleting exactly those (uid preconditions), so a
+retried or replayed failover never deletes a pod it made itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from rbg_flows.activities.common import kube_call
+from rbg_flows.api.keys import GROUP_NAME_LABEL, ROLE_LABEL
+from rbg_flows.kube.client import ApiError, KubeClient
+from rbg_flows.messages import DeletePods, PodRef, RolePodsRequest
+
+JSON = dict[str, Any]
+
+
+class FailoverActivities:
+    def __init__(self, kube: KubeClient):
+        self.kube = kube
+
+    @activity.defn(name="role_pods")
+    async def role_pods(self, req: RolePodsRequest) -> dict[str, list[PodRef]]:
+        """role -> its live pods (read from the API server: the cache may not have the newest)."""
+        ns = req.key.namespace
+        out: dict[str, list[PodRef]] = {}
+        for role in req.roles:
+            listed = await self._pods(ns, f"{GROUP_NAME_LABEL}={req.key.name},{ROLE_LABEL}={role}")
+            out[role] = sorted(
+                (
+                    PodRef(name=p["metadata"]["name"], uid=p["metadata"]["uid"])
+                    for p in listed["items"]
+                    if not p["metadata"].get("deletionTimestamp")
+                ),
+                key=lambda p: p.name,
+            )
+        return out
+
+    async def _pods(self, ns: str, selector: str) -> JSON:
+        return await kube_call(lambda: self.kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=selector))
+
+    @activity.defn(name="delete_pods")
+    async def delete_pods(self, req: DeletePods) -> int:
+        """Delete these pods, each only if it is still the same pod (a pod re-made under its name by its
+        controller is not touched); returns how many this call deleted."""
+        deleted = 0
+        for pod in req.pods:
+            path = f"/api/v1/namespaces/{req.key.namespace}/pods/{pod.name}"
+            body = {"preconditions": {"uid": pod.uid}}
+
+            async def delete(path: str = path, body: dict[str, dict[str, str]] = body) -> bool:
+                try:
+                    await self.kube.delete(path, body=body)
+                    return True
+                except ApiError as e:
+                    if e.status in (404, 409):  # gone already, or a new pod of the name
+                        return False
+                    raise
+
+            deleted += int(await kube_call(delete))
+        return deleted
