@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Failure = Literal["restarted", "failed", "deleted"]
 
 
 def _restarts(pod: Mapping[str, Any]) -> int:
@@ -33,7 +35,7 @@ class FailureMemo:
 
     pods: dict[str, PodSeen] = field(default_factory=dict)
 
-    def failure(self, event_type: str | None, pod: Mapping[str, Any]) -> str | None:
+    def failure(self, event_type: str | None, pod: Mapping[str, Any]) -> Failure | None:
         """The failure this event shows ("restarted", "failed", "deleted"), or None."""
         meta = pod["metadata"]
         uid = meta["uid"]
