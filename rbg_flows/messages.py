@@ -260,6 +260,9 @@ class RolePodsRequest(BaseModel):
 
     ref: SpecRef
     roles: list[str]
+    # The failed pod: another pod of its name is its replacement (StatefulSet, LeaderWorkerSet), new
+    # already, so a failover does not make it twice.
+    failed: PodRef | None = None
 
     @property
     def key(self) -> RbgKey:
@@ -403,6 +406,7 @@ class DeployInput(OperationInput):
     reason: Literal["spec", "repair", "scale", "migrate", "failover"] = "spec"
     deployed_before: bool = False
     failure: str = ""  # a failover's: the pod failure it answers
+    failed: PodFailure | None = None  # a failover's: the first failed pod
 
 
 class DeployResult(BaseModel):

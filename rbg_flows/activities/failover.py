@@ -30,7 +30,7 @@ class FailoverActivities:
                 (
                     PodRef(name=p["metadata"]["name"], uid=p["metadata"]["uid"])
                     for p in listed["items"]
-                    if not p["metadata"].get("deletionTimestamp")
+                    if not p["metadata"].get("deletionTimestamp") and not _replacement(req, p)
                 ),
                 key=lambda p: p.name,
             )
@@ -59,3 +59,11 @@ class FailoverActivities:
 
             deleted += int(await kube_call(delete))
         return deleted
+
+
+def _replacement(req: RolePodsRequest, pod: JSON) -> bool:
+    """Whether the pod is the failed one's replacement (a StatefulSet or LeaderWorkerSet re-makes it under
+    its name): it is new already. A Deployment's replacement has another name and is recreated once more;
+    telling it from a pod that was there before would need a clock finer than creation times."""
+    meta = pod["metadata"]
+    return req.failed is not None and meta["name"] == req.failed.name and meta["uid"] != req.failed.uid

@@ -2,9 +2,10 @@
 
 `restartPolicyConfig {baseDelaySeconds, maxDelaySeconds, maxRestarts}`: the first recreation is
 immediate; each later one within the stability window waits min(base · 2^(n-1), max) after the previous
-recreation, n being the recreations already made in the window; a failure once `maxRestarts` were made in
-the window ends in Failed instead of another loop. The window is twice maxDelaySeconds: a group that ran
-for two of its longest backoffs without a failure is stable again, and its count starts afresh.
+recreation ended (the group Ready again), n being the recreations already made in the window; a failure
+once `maxRestarts` were made in the window ends in Failed instead of another loop. The window is twice
+maxDelaySeconds: a group that ran for two of its longest backoffs without a failure is stable again, and
+its count starts afresh.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def backoff(config: RestartPolicyConfig, recent: int) -> float:
 
 
 def decide(config: RestartPolicyConfig, restarts: Sequence[float], now: float) -> RestartDecision:
-    """What to do about a failure at `now`, given the times of the earlier recreations."""
+    """What to do about a failure at `now`, given when the earlier recreations ended."""
     window = stability_window(config)
     recent = [t for t in restarts if now - t < window]
     exceeded = config.max_restarts is not None and len(recent) >= config.max_restarts

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         DeployInput,
         DeployResult,
         PlacementChoice,
+        PodRef,
         ReplicasRequest,
         RolePodsRequest,
         RoleProgress,
@@ -178,9 +179,13 @@ class DeployWorkflow(Operation):
         """A failover's level: the pods its roles have now (read once, so a retry or a replay deletes
         these and never the new ones), deleted, then every role waited Ready on pods that are not them."""
         roles = ", ".join(level)
-        pods = await self._short(
-            inp, act.role_pods, RolePodsRequest(ref=inp.ref, roles=level), f"pods of {roles}"
+        failed = inp.failed
+        request = RolePodsRequest(
+            ref=inp.ref,
+            roles=level,
+            failed=PodRef(name=failed.pod, uid=failed.pod_uid) if failed is not None else None,
         )
+        pods = await self._short(inp, act.role_pods, request, f"pods of {roles}")
         doomed = [p for role in level for p in pods.get(role, [])]
         self._stage = f"recreating {len(doomed)} pods of {roles}"
         self._details()

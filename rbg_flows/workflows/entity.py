@@ -89,6 +89,14 @@ PROFILES_PATCH = "engine-runtime-profiles"
 ADAPTERS_PATCH = "scaling-adapters"
 
 
+def failure_text(pending: PendingFailover | None) -> str:
+    if pending is None:
+        return ""
+    f = pending.failure
+    also = f" (and {pending.failures - 1} more failures)" if pending.failures > 1 else ""
+    return f"pod {f.pod} of role {f.role} {f.reason}{also}: recreating every pod of the group"
+
+
 def role_of(obj: dict[str, Any], name: str) -> RoleSpec | None:
     """One role of a RoleBasedGroup object as the model reads it, or None (absent, or it does not parse)."""
     for role in (obj.get("spec") or {}).get("roles") or []:
@@ -135,6 +143,8 @@ class RoleBasedGroupWorkflow:
         self._child_kind = ""
         # The worker's settings as last read (each operation reads them afresh when it starts).
         self._timeouts = Timeouts()
+        # Whether the loop's wait has a timer (a failover in its backoff).
+        self._timed = False
 
     @property
     def s(self) -> GroupState:
@@ -380,6 +390,7 @@ class RoleBasedGroupWorkflow:
             # self.s, not a local: a signal may replace the state (object re-created under the same name).
             # A failover waiting for its backoff wakes the loop when it is due (only then is there a timer).
             wake = self._failover_wait()
+            self._timed = wake is not None
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: (
@@ -388,6 +399,8 @@ class RoleBasedGroupWorkflow:
                         or self._pending() is not None
                         or self._adapters_due()
                         or self._failover_due()
+                        # a failure in its backoff arrived: go round to set the timer for it
+                        or (self.s.failover is not None and not self._timed)
                         or self.s.paused != self.s.paused_reported
                         or workflow.info().is_continue_as_new_suggested()
                     ),
@@ -484,11 +497,12 @@ class RoleBasedGroupWorkflow:
                 ),
             )
             return
-        s.restarts = [t for t in s.restarts if now - t < stability_window(config)] + [now]
-        text = self._failure_text()
         # Failures from here on fold into this recreation (pod_failed ignores them while it runs).
         s.failover = None
-        await self._operate("failover", text)
+        await self._operate("failover", pending)
+        # The backoff counts from when the group is back: how long it then ran without a failure.
+        done = workflow.now().timestamp()
+        s.restarts = [t for t in s.restarts if done - t < stability_window(config)] + [done]
 
     async def _recreate_instances(self) -> None:
         """RecreateRoleInstanceOnPodRestart on a StatefulSet or Deployment role: that pod only, deleted
@@ -599,7 +613,7 @@ class RoleBasedGroupWorkflow:
         unsettled = {r for r in self.s.unsettled_roles if r in new.role_hashes and r in applied.role_hashes}
         return [r for r in new.role_hashes if r in changed | unsettled]
 
-    async def _operate(self, pending: str, failure: str = "") -> None:
+    async def _operate(self, pending: str, failure: PendingFailover | None = None) -> None:
         s = self.s
         target = s.latest
         assert target is not None
@@ -674,7 +688,8 @@ class RoleBasedGroupWorkflow:
                     profiles=built_with,
                     reason=_DEPLOY_REASONS[kind],  # type: ignore[arg-type]
                     deployed_before=s.deployed,
-                    failure=failure,
+                    failure=failure_text(failure),
+                    failed=failure.failure if failure is not None else None,
                 ),
                 id=op.workflow_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -733,14 +748,6 @@ class RoleBasedGroupWorkflow:
                 self._settle(result, new, upgrade, target.naming)
         self.s.current = None
         self.s.recent = [*self.s.recent, op][-KEEP_RECENT:]
-
-    def _failure_text(self) -> str:
-        pending = self.s.failover
-        if pending is None:
-            return ""
-        f = pending.failure
-        also = f" (and {pending.failures - 1} more failures)" if pending.failures > 1 else ""
-        return f"pod {f.pod} of role {f.role} {f.reason}{also}: recreating every pod of the group"
 
     def _built_with(
         self,
