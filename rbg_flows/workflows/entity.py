@@ -399,6 +399,7 @@ class RoleBasedGroupWorkflow:
                         or self._pending() is not None
                         or self._adapters_due()
                         or self._failover_due()
+                        or bool(self.s.instance_recreations)
                         # a failure in its backoff arrived: go round to set the timer for it
                         or (self.s.failover is not None and not self._timed)
                         or self.s.paused != self.s.paused_reported

@@ -237,3 +237,44 @@ async def test_the_entity_workflow_continues_as_new_and_keeps_its_state(
     assert continued, "expected the entity workflow to have continued as new"
     assert state.settled_generation == 7 and state.deployed
     assert len(state.recent) >= 7  # the operation log crossed the run boundary
+
+
+async def test_kill_9_of_the_worker_mid_failover_still_recreates_the_group_exactly_once(
+    kube: KubeClient, iso_orchestrator: Orchestrator, iso_namespace: str
+) -> None:
+    import asyncio
+
+    from rbg_flows.sim.faults import Faults
+
+    from .test_failover import NAME, PODS, Incarnations, until
+    from .test_upgrade import watching
+
+    ns = iso_namespace
+    await create_rbg(kube, ns, example("failover.yaml"))
+    await wait_ready(kube, ns, NAME, generation=1, timeout=120)
+    pods = Incarnations()
+    async with watching(kube, ns, pods, name=NAME):
+        await Faults(kube).crash_pod(ns, f"{NAME}-decode-0")  # a restart: RecreateRBGOnPodRestart
+        await wait_rbg(
+            kube,
+            ns,
+            NAME,
+            lambda o: (condition(o, "RestartInProgress") or {}).get("status") == "True",
+            "restart",
+        )
+        iso_orchestrator.kill_worker()
+        iso_orchestrator.start_worker()
+        await wait_rbg(
+            kube,
+            ns,
+            NAME,
+            lambda o: (
+                (condition(o, "RestartInProgress") or {}).get("status") == "False"
+                and (condition(o, "Ready") or {}).get("status") == "True"
+            ),
+            "recovered",
+            timeout=120,
+        )
+        await until(lambda: pods.count() == {name: 2 for name in PODS}, "every pod recreated", pods)
+        await asyncio.sleep(3)
+        assert pods.count() == {name: 2 for name in PODS}, pods.uids  # exactly once, none twice

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from rbg_flows.kube.client import KubeClient
+from rbg_flows.sim.faults import Faults
 
 from .conftest import SimCluster
-from .rbg_helpers import ROOT, condition, wait_event, wait_rbg, wait_ready
+from .rbg_helpers import ROOT, condition, create_rbg, example, wait_event, wait_rbg, wait_ready
 from .test_upgrade import watching
 
 pytestmark = pytest.mark.sim
@@ -123,3 +124,22 @@ async def test_policy_none_replaces_only_the_failed_pod(
         await wait_ready(kube, namespace, NAME, timeout=60)
         await asyncio.sleep(3)
         assert pods.count() == {f"{NAME}-prefill-0": 1, f"{NAME}-prefill-1": 2, f"{NAME}-decode-0": 1}
+
+
+async def test_a_crashed_container_of_a_role_instance_policy_recreates_only_that_pod(
+    kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
+) -> None:
+    body = example("failover.yaml")
+    body["spec"]["roles"][1]["restartPolicyConfig"]["type"] = "RecreateRoleInstanceOnPodRestart"
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    pods = Incarnations()
+    async with watching(kube, namespace, pods, name=NAME):
+        await Faults(kube).crash_pod(namespace, f"{NAME}-decode-0")  # its container restarts
+        await until(lambda: pods.count()[f"{NAME}-decode-0"] == 2, "decode-0 recreated", pods)
+        await wait_event(
+            kube, namespace, NAME, "InstanceRecreated", contains=f"{NAME}-decode-0 of role decode"
+        )
+        await wait_ready(kube, namespace, NAME, timeout=60)
+        await asyncio.sleep(3)
+        assert pods.count() == {f"{NAME}-prefill-0": 1, f"{NAME}-prefill-1": 1, f"{NAME}-decode-0": 2}
