@@ -6,7 +6,7 @@
 # Starts Temporal, the sim, the worker and the watcher (`rbg-flows dev up`), drives every operation kind
 # through the Kubernetes API and the controls (deploy, scale, drift repair, a coordinated upgrade paused
 # and resumed, a rollback, an abort, LeaderWorkerSet roles, a dependency chain, an engine runtime profile
-# change, a coordinated scale), records each workflow's
+# change, a coordinated scale, a failover, a scaling adapter), records each workflow's
 # history into tests/replay/histories/, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -68,6 +68,15 @@ k apply -f examples/coordinated-scaling.yaml >/dev/null && ready pd-scaling
 k patch rbg pd-scaling --type=json -p '[{"op":"replace","path":"/spec/roles/0/replicas","value":6},
   {"op":"replace","path":"/spec/roles/1/replicas","value":3}]' >/dev/null
 settled pd-scaling
+
+# A failover (a decode pod deleted: the whole group recreated) and a scaling adapter's scale.
+k apply -f examples/failover.yaml >/dev/null && ready pd-failover
+k delete pod pd-failover-decode-0 --wait=false >/dev/null
+sleep 3 && ready pd-failover
+k apply -f examples/scaling-adapter.yaml >/dev/null && ready pd-autoscaled
+sleep 2
+k scale rbgsa pd-autoscaled-decode --replicas=2 >/dev/null
+sleep 3 && settled pd-autoscaled
 
 rm -f tests/replay/histories/*.json
 ids=$("$BIN/temporal" workflow list --address "$RBG_TEMPORAL_ADDRESS" -o json | "$BIN/python" -c \
