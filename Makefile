@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STATE  ?= .rbg
 
-.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale bench-placement clean
+.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale bench-placement bench-failover clean
 
 install: $(VENV)/.installed
 
@@ -76,6 +76,9 @@ bench-scale: sim-build
 
 bench-placement: install  ## placement quality and decision time (pure: no cluster)
 	$(BIN)/python bench/placement.py
+
+bench-failover: sim-build  ## pod failure -> group Ready again, and coordinated scale 0 -> (30, 10)
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(STATE) bench/results

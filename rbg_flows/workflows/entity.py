@@ -85,6 +85,10 @@ _DEPLOY_REASONS = {
 # workflow.patched id of engine runtime profiles: a signalled profile change starts an operation of the
 # current generation, and the profiles an operation built with enter the group's fingerprints.
 PROFILES_PATCH = "engine-runtime-profiles"
+# Operations that delete pods themselves (through the workload controllers): a deletion while one runs is
+# theirs. A first deploy does not: a pod deleted then, even in the moment between the group turning Ready
+# and the operation returning, is a failure.
+_REPLACING = ("upgrade", "scale", "repair", "migrate")
 # workflow.patched id of scaling adapters: groups with adapters sync them before each operation.
 ADAPTERS_PATCH = "scaling-adapters"
 
@@ -210,7 +214,7 @@ class RoleBasedGroupWorkflow:
     def pod_failed(self, failure: PodFailure) -> None:
         """A pod of the group failed: what its role's restart policy asks (docs/failover.md)."""
         s = self._ensure_state()
-        if s.deleted or s.latest is None or not s.deployed:
+        if s.deleted or s.latest is None:
             return
         role = role_of(s.latest.obj, failure.role)
         if role is None:
@@ -218,8 +222,8 @@ class RoleBasedGroupWorkflow:
         policy = role.effective_restart_policy
         if policy == "None" or s.restarts_exhausted or self._child_kind == "failover":
             return  # the workload controller replaces it; or stopped by maxRestarts; or folded in
-        if self._child_kind and failure.reason == "deleted":
-            return  # an operation replaces pods (a rolling update, a scale-in): not failures
+        if self._child_kind in _REPLACING and failure.reason == "deleted":
+            return  # the operation replaces pods (a rolling update, a scale-in): not failures
         if policy == "RecreateRoleInstanceOnPodRestart":
             # A LeaderWorkerSet recreates its own group (its restartPolicy says so); a deleted pod is
             # being replaced already.
