@@ -68,11 +68,16 @@ async def until(predicate: Any, what: str, pods: Incarnations, timeout: float = 
         await asyncio.sleep(0.1)
 
 
+async def applied_example(sim: SimCluster, kube: KubeClient, ns: str) -> None:
+    """examples/failover.yaml applied with kubectl, as a user would, and Ready."""
+    sim.kubectl_run("apply", "-n", ns, "-f", str(ROOT / "examples" / "failover.yaml"))
+    await wait_ready(kube, ns, NAME, generation=1, timeout=120)
+
+
 async def test_a_failed_pod_recreates_the_group_once_with_backoff_until_max_restarts(
     kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
 ) -> None:
-    sim.kubectl_run("apply", "-n", namespace, "-f", str(ROOT / "examples" / "failover.yaml"))
-    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    await applied_example(sim, kube, namespace)
     pods = Incarnations()
     async with watching(kube, namespace, pods, name=NAME):
         assert pods.count() == {name: 1 for name in PODS}
@@ -115,8 +120,7 @@ async def test_a_failed_pod_recreates_the_group_once_with_backoff_until_max_rest
 async def test_policy_none_replaces_only_the_failed_pod(
     kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
 ) -> None:
-    sim.kubectl_run("apply", "-n", namespace, "-f", str(ROOT / "examples" / "failover.yaml"))
-    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    await applied_example(sim, kube, namespace)
     pods = Incarnations()
     async with watching(kube, namespace, pods, name=NAME):
         delete_pod(sim, namespace, f"{NAME}-prefill-1")
