@@ -254,21 +254,6 @@ class PodRef(BaseModel):
     uid: str
 
 
-class RolePodsRequest(BaseModel):
-    """The pods the roles have now (a failover deletes exactly these, so a retry never deletes the
-    pods it made)."""
-
-    ref: SpecRef
-    roles: list[str]
-    # The failed pod: another pod of its name is its replacement (StatefulSet, LeaderWorkerSet), new
-    # already, so a failover does not make it twice.
-    failed: PodRef | None = None
-
-    @property
-    def key(self) -> RbgKey:
-        return self.ref.key
-
-
 class DeletePods(BaseModel):
     key: RbgKey
     pods: list[PodRef]
@@ -645,6 +630,15 @@ class ReplicasRequest(BaseModel):
     @property
     def key(self) -> RbgKey:
         return self.ref.key
+
+
+class RolePodsRequest(ReplicasRequest):
+    """The pods the roles have now (a failover deletes exactly these, so a retry never deletes the
+    pods it made)."""
+
+    # The failed pod: another pod of its name is its replacement (StatefulSet, LeaderWorkerSet), new
+    # already, so a failover does not make it twice.
+    failed: PodRef | None = None
 
 
 class AppliedWorkload(BaseModel):

@@ -177,10 +177,13 @@ class AdapterActivities:
                 "selector": adapter_selector(rbg, role),
             }
         }
-        if scaled or not (adapter.get("status") or {}).get("lastScaleTime"):
+        current = adapter.get("status") or {}
+        if scaled or not current.get("lastScaleTime"):
             body["status"]["lastScaleTime"] = now_rfc3339()
         path = ADAPTERS.path(ns, meta["name"])
-        await kube_call(lambda: self.kube.patch(f"{path}/status", body, content_type=MERGE))
+        # Synced after every operation of the group: write only what changed.
+        if any(current.get(k) != v for k, v in body["status"].items()):
+            await kube_call(lambda: self.kube.patch(f"{path}/status", body, content_type=MERGE))
         synced = str(meta.get("generation") or 1)
         if (meta.get("annotations") or {}).get(SYNCED_ANNOTATION) != synced:
             annotate = {"metadata": {"annotations": {SYNCED_ANNOTATION: synced}}}

@@ -104,12 +104,6 @@ def plan_counts(
     return steps
 
 
-def progress(start: int, target: int, current: int) -> float:
-    """A role's progress toward its target as the bound speaks of it (1.0 when it does not move)."""
-    distance = abs(target - start)
-    return 1.0 if distance == 0 else _moved(start, target, current) / distance
-
-
 def moves_text(before: Mapping[str, int], after: Mapping[str, int]) -> str:
     """A step as its summaries say it: "prefill 1→2, decode 1→2" (roles that move, in order)."""
     return ", ".join(f"{r} {before[r]}→{n}" for r, n in after.items() if n != before[r])

@@ -140,7 +140,7 @@ class DeployWorkflow(Operation):
             if inp.reason == "failover":
                 generations.update(await self._recreate(inp, report, level, placement))
                 continue
-            jobs = [self._deploy_roles(inp, report, [r], placement) for r in level if r not in coordinated]
+            jobs = [self._deploy_roles(inp, report, [r for r in level if r not in coordinated], placement)]
             if i == unit_level:
                 jobs.append(self._scale_in_steps(inp, report, coordinated, placement))
             for done in await asyncio.gather(*jobs):

@@ -14,7 +14,7 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.kube.wait import wait_for
 
 from .conftest import SimCluster
-from .rbg_helpers import ROOT, condition, example, rbgs, wait_event, wait_rbg, wait_ready
+from .rbg_helpers import ROOT, condition, example, wait_event, wait_rbg, wait_ready
 from .test_upgrade import watching
 
 pytestmark = pytest.mark.sim
@@ -139,4 +139,3 @@ async def test_the_adapter_scales_its_role_and_wins_over_a_re_apply(
     await wait_for(kube, adapters(namespace), lambda o: ADAPTER not in o, timeout=90, what="adapter deleted")
     rbg = await wait_ready(kube, namespace, NAME, timeout=120)
     assert rbg["spec"]["roles"][1]["replicas"] == 3
-    assert await kube.get_or_none(f"{rbgs(namespace)}/{NAME}") is not None
