@@ -27,6 +27,7 @@ TASK_QUEUE = "rbg-flows"
 ENTITY_WORKFLOW = "RoleBasedGroup"
 DEPLOY_WORKFLOW = "Deploy"
 UPGRADE_WORKFLOW = "Upgrade"
+SET_WORKFLOW = "RoleBasedGroupSet"
 
 RBG_NAMESPACE = SearchAttributeKey.for_keyword("RbgNamespace")
 RBG_NAME = SearchAttributeKey.for_keyword("RbgName")
@@ -44,15 +45,19 @@ OPERATIONS = ("Deploy", "Upgrade", "Scale", "Repair", "Migrate", "Rollback", "Ab
 FIRST_PHASE = "Deploying"
 
 
-def start_attributes(namespace: str, name: str, uid: str, cluster: str = "") -> TypedSearchAttributes:
+def start_attributes(
+    namespace: str, name: str, uid: str, cluster: str = "", phase: str | None = FIRST_PHASE
+) -> TypedSearchAttributes:
     """Search attributes an entity workflow starts with (the phase follows as it changes). It is started
-    with the spec it must deploy, so it starts `Deploying`: an upsert (a billed action) fewer per group."""
+    with the spec it must deploy, so it starts `Deploying`: an upsert (a billed action) fewer per group.
+    A set's workflow has no phase (None)."""
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(RBG_NAMESPACE, namespace),
         SearchAttributePair(RBG_NAME, name),
         SearchAttributePair(RBG_UID, uid),
-        SearchAttributePair(RBG_PHASE, FIRST_PHASE),
     ]
+    if phase is not None:
+        pairs.append(SearchAttributePair(RBG_PHASE, phase))
     if cluster:
         pairs.append(SearchAttributePair(RBG_CLUSTER, cluster))
     return TypedSearchAttributes(pairs)
@@ -153,6 +158,12 @@ class RbgKey(BaseModel):
         if len(parts) != 4 or parts[0] != "rbg" or not _CLUSTER_ID.match(parts[1]):
             return None
         return cls(cluster=parts[1], namespace=parts[2], name=parts[3])
+
+    @property
+    def set_workflow_id(self) -> str:
+        """The id of the RoleBasedGroupSet of this name's workflow (`rbgs.…`: a set and a group may share
+        a name)."""
+        return "rbgs." + self.workflow_id.removeprefix("rbg.")
 
     def operation_id(self, kind: str, suffix: str | int) -> str:
         return f"{self.workflow_id}.{kind}.{suffix}"
@@ -729,6 +740,80 @@ class EventRecord(BaseModel):
     type: Literal["Normal", "Warning"] = "Normal"
     reason: str
     message: str
+    kind: Literal["RoleBasedGroup", "RoleBasedGroupSet"] = "RoleBasedGroup"  # of the object it is about
+
+
+# --- RoleBasedGroupSet ---------------------------------------------------------------------------
+# The set's workflow carries no spec: its activities read the set, so its history holds names and counts.
+
+
+class SetSignal(BaseModel):
+    """From the watcher: the set changed (its generation), or one of its groups did (generation 0)."""
+
+    uid: str
+    generation: int = 0
+
+
+class SetState(BaseModel):
+    """What the set's workflow knows; carried whole across continue-as-new."""
+
+    uid: str = ""
+    generation: int = 0  # the newest signalled
+    dirty: bool = True  # something changed since the last reconcile
+    deleted: bool = False
+    problem: str = ""  # the invalid spec or name conflict last reported (its Warning is posted once)
+
+
+class SetInput(BaseModel):
+    key: RbgKey
+    state: SetState | None = None  # set by continue-as-new
+
+
+class SetRef(BaseModel):
+    key: RbgKey
+    uid: str
+
+
+class SetChild(BaseModel):
+    """One RoleBasedGroup of the set, as read."""
+
+    index: int
+    name: str
+    generation: int = 0
+    current: bool = False  # built from the set's template as it is now
+    ready: bool = False  # Ready=True for its generation
+    message: str = ""  # what its Ready condition says when it is not
+
+
+class SetView(BaseModel):
+    """The set after a sync: its groups created or deleted to match spec.replicas."""
+
+    gone: bool = False  # deleted, or replaced by a new set of the name
+    generation: int = 0
+    replicas: int = 0
+    invalid: str = ""  # the field errors of its spec; nothing is created or deleted then
+    children: list[SetChild] = Field(default_factory=list)
+    created: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)  # names held by a RoleBasedGroup not of the set
+
+
+class SetChildUpdate(SetRef):
+    index: int
+
+
+class SetChildWait(SetRef):
+    index: int
+    generation: int  # the child's, as the update left it
+    within_seconds: float = 60.0  # then it answers as things stand, and the workflow looks again
+
+
+class SetStatusUpdate(SetRef):
+    generation: int
+    replicas: int
+    ready_replicas: int
+    conditions: list[ConditionUpdate] = Field(default_factory=list)
+    event: EventRecord | None = None
 
 
 EntityInput.model_rebuild()

@@ -14,6 +14,7 @@ from rbg_flows.activities.adapters import AdapterActivities
 from rbg_flows.activities.apply import ApplyActivities
 from rbg_flows.activities.deploy_role import DeployRoleActivities
 from rbg_flows.activities.failover import FailoverActivities
+from rbg_flows.activities.group_set import GroupSetActivities
 from rbg_flows.activities.placement import PlacementActivities
 from rbg_flows.activities.prepare import PrepareActivities
 from rbg_flows.activities.revisions import RevisionActivities
@@ -28,9 +29,10 @@ from rbg_flows.kube.client import KubeClient
 from rbg_flows.messages import Timeouts
 from rbg_flows.workflows.deploy import DeployWorkflow
 from rbg_flows.workflows.entity import RoleBasedGroupWorkflow
+from rbg_flows.workflows.group_set import RoleBasedGroupSetWorkflow
 from rbg_flows.workflows.upgrade import UpgradeWorkflow
 
-WORKFLOWS = (RoleBasedGroupWorkflow, DeployWorkflow, UpgradeWorkflow)
+WORKFLOWS = (RoleBasedGroupWorkflow, DeployWorkflow, UpgradeWorkflow, RoleBasedGroupSetWorkflow)
 
 
 def activities(
@@ -59,7 +61,13 @@ def activities(
         rollout.wait_step,
         rollout.prune_roles,
         rollout.rewrite_spec,
+        *_group_sets(kube, cache),
     ]
+
+
+def _group_sets(kube: KubeClient, cache: WorkloadCache) -> tuple[Callable[..., Any], ...]:
+    sets = GroupSetActivities(kube, cache)
+    return (sets.sync_set, sets.update_set_child, sets.wait_set_child, sets.report_set)
 
 
 def _failover(kube: KubeClient) -> tuple[Callable[..., Any], ...]:

@@ -20,7 +20,7 @@ from rbg_flows.kube.cache import WatchFailing, WorkloadCache
 from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.errors import describe, is_retryable, with_retries
 from rbg_flows.kube.kinds import GROUPS
-from rbg_flows.messages import SpecEvent, SpecRef, spec_event
+from rbg_flows.messages import ConditionUpdate, SpecEvent, SpecRef, spec_event
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -30,6 +30,25 @@ GROUP_CACHE_WAIT_SECONDS = 2.0
 
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(current: list[JSON], updates: list[ConditionUpdate], generation: int) -> list[JSON]:
+    """The conditions with `updates` written over them; a condition whose status stays keeps its
+    lastTransitionTime (the API conventions' meaning of it)."""
+    now = now_rfc3339()
+    conditions = {c["type"]: c for c in current}
+    for c in updates:
+        old = conditions.get(c.type)
+        transition = old["lastTransitionTime"] if old and old.get("status") == c.status else now
+        conditions[c.type] = {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "lastTransitionTime": transition,
+            "observedGeneration": generation,
+        }
+    return list(conditions.values())
 
 
 def beat(*details: Any) -> None:

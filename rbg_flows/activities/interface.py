@@ -25,6 +25,12 @@ from rbg_flows.messages import (
     RoleDeploy,
     RolePodsRequest,
     RoleRollState,
+    SetChild,
+    SetChildUpdate,
+    SetChildWait,
+    SetRef,
+    SetStatusUpdate,
+    SetView,
     SpecEvent,
     SpecRef,
     SpecRewrite,
@@ -125,6 +131,27 @@ async def rewrite_spec(req: SpecRewrite) -> SpecEvent:
     raise _stub("rewrite_spec")
 
 
+@activity.defn(name="sync_set")
+async def sync_set(ref: SetRef) -> SetView:
+    """A RoleBasedGroupSet's groups created and deleted to match spec.replicas, and read."""
+    raise _stub("sync_set")
+
+
+@activity.defn(name="update_set_child")
+async def update_set_child(upd: SetChildUpdate) -> SetChild:
+    raise _stub("update_set_child")
+
+
+@activity.defn(name="wait_set_child")
+async def wait_set_child(req: SetChildWait) -> SetChild:
+    raise _stub("wait_set_child")
+
+
+@activity.defn(name="report_set")
+async def report_set(upd: SetStatusUpdate) -> None:
+    raise _stub("report_set")
+
+
 STUBS = (
     settings,
     prepare,
@@ -141,4 +168,8 @@ STUBS = (
     wait_step,
     prune_roles,
     rewrite_spec,
+    sync_set,
+    update_set_child,
+    wait_set_child,
+    report_set,
 )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from temporalio import activity
 
-from rbg_flows.activities.common import JSON, groups_readable, kube_call, now_rfc3339
+from rbg_flows.activities.common import JSON, groups_readable, kube_call, merge_conditions
+from rbg_flows.activities.events import record_event
 from rbg_flows.api import workload_name
 from rbg_flows.api.conversion import internal_form
 from rbg_flows.kube.cache import WorkloadCache
@@ -64,21 +63,10 @@ class StatusActivities:
 
     async def _status_body(self, upd: StatusUpdate, obj: JSON, *, guarded: bool) -> JSON:
         status: JSON = dict(obj.get("status") or {})
-        now = now_rfc3339()
-        conditions = {c["type"]: c for c in status.get("conditions") or []}
         generation = int(obj["metadata"].get("generation") or 0)
-        for c in upd.conditions:
-            old = conditions.get(c.type)
-            transition = old["lastTransitionTime"] if old and old.get("status") == c.status else now
-            conditions[c.type] = {
-                "type": c.type,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-                "lastTransitionTime": transition,
-                "observedGeneration": upd.observed_generation or generation,
-            }
-        status["conditions"] = list(conditions.values())
+        status["conditions"] = merge_conditions(
+            status.get("conditions") or [], upd.conditions, upd.observed_generation or generation
+        )
         if upd.phase:
             status["phase"] = upd.phase
         if upd.observed_generation is not None:
@@ -119,40 +107,7 @@ class StatusActivities:
         return out
 
     async def record_event(self, ev: EventRecord) -> None:
-        info = activity.info()
-        # One event per (operation run, activity): a retried activity finds its event already there.
-        digest = hashlib.sha1(f"{info.workflow_run_id}/{info.activity_id}".encode()).hexdigest()[:12]
-        now = now_rfc3339()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{ev.key.name}.{digest}", "namespace": ev.key.namespace},
-            "involvedObject": {
-                "apiVersion": "workloads.x-k8s.io/v1alpha1",
-                "kind": "RoleBasedGroup",
-                "name": ev.key.name,
-                "namespace": ev.key.namespace,
-                "uid": ev.uid,
-            },
-            "reason": ev.reason,
-            "message": ev.message[:1024],
-            "type": ev.type,
-            "source": {"component": "rbg-flows"},
-            "reportingComponent": "rbg-flows",
-            "reportingInstance": info.workflow_id,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-
-        async def create() -> None:
-            try:
-                await self.kube.create(f"/api/v1/namespaces/{ev.key.namespace}/events", body)
-            except ApiError as e:
-                if e.status != 409:
-                    raise
-
-        await kube_call(create)
+        await record_event(self.kube, ev)
 
 
 def _workload_key(role: JSON) -> str:

@@ -110,7 +110,11 @@ KINDS: tuple[CrdKind, ...] = (
             {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
             _AGE_COLUMN,
         ),
-        scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+        scale={
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
         model_v1alpha2=v1alpha2.RoleBasedGroupSet,
         webhook_conversion=True,
     ),

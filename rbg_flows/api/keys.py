@@ -22,6 +22,11 @@ PLACED_LABEL: Final = PREFIX + "placed"
 ROLE_REVISION_LABEL_PREFIX: Final = PREFIX + "role-revision-hash-"
 CONTROLLER_REVISION_HASH_LABEL: Final = PREFIX + "controller-revision-hash"
 
+# On the RoleBasedGroups of a RoleBasedGroupSet: the set's name, the child's index.
+SET_PREFIX: Final = "rolebasedgroupset.workloads.x-k8s.io/"
+SET_NAME_LABEL: Final = SET_PREFIX + "name"
+SET_INDEX_LABEL: Final = SET_PREFIX + "rbg-index"
+
 # Replicas of the role when the workload was last applied. Only on the workload object, never on the
 # pod template: scaling must not roll pods.
 ROLE_SIZE_ANNOTATION: Final = PREFIX + "role-size"

@@ -46,6 +46,11 @@ MAX_LWS_SIZE: Final = MAX_GROUP_PODS
 # decimal with the vowel-free alphabet: at most 10 characters.
 CONTROLLER_HASH_MAX_LENGTH: Final = len(str(2**32 - 1))
 
+# Every child of a RoleBasedGroupSet is a group of its own (an entity workflow, its workloads, its
+# discovery ConfigMap): a thousand groups is far past any inference fleet one set describes, and bounds
+# what one typo in spec.replicas makes the orchestrator create.
+MAX_SET_REPLICAS: Final = 1000
+
 # Label values and the name part of label keys are limited to 63 characters.
 LABEL_MAX_LENGTH: Final = 63
 

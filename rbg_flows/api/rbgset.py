@@ -30,8 +30,11 @@ class RoleBasedGroupSetStatus(KubeModel):
     """RoleBasedGroups that exist."""
     ready_replicas: NonNegativeInt = 0
     """RoleBasedGroups whose Ready condition is True."""
+    selector: str | None = None
+    """(ext) Label selector of the set's RoleBasedGroups, one object per group: the scale subresource's,
+    so an HPA on the set counts groups, not pods."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
-    """Ready."""
+    """Ready, InvalidSpec."""
 
 
 class RoleBasedGroupSet(KubeModel):

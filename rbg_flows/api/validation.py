@@ -7,15 +7,15 @@ Also here: the dependency order the deploy workflow follows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rbg_flows.api.common import API_VERSION_V1ALPHA2, DNS1123_LABEL_MAX_LENGTH, is_dns1123_label
 from rbg_flows.api.conversion import ConversionError, to_internal
 from rbg_flows.api.intstr import parse_percent, resolve_int_or_percent
-from rbg_flows.api.limits import check_limits
+from rbg_flows.api.limits import MAX_SET_REPLICAS, check_limits
 from rbg_flows.api.rbg import (
     LEADERWORKERSET,
     SERVED_WORKLOADS,
@@ -101,25 +101,56 @@ def _check_group_name(rbg: RoleBasedGroup) -> list[FieldError]:
 
 
 def validate_rbgs(rbgs: RoleBasedGroupSet) -> list[FieldError]:
-    """Problems of a set's template, checked against the longest child name it will create."""
+    """Problems of a set: its size, and its template checked as the longest child name it will create."""
     name = rbgs.metadata.name
-    longest = child_name(name, max(rbgs.spec.replicas - 1, 0)) if name else None
-    return validate_rbg_spec(rbgs.spec.template, longest, path="spec.template")
+    errors = []
+    if rbgs.spec.replicas > MAX_SET_REPLICAS:
+        errors.append(
+            FieldError(
+                path="spec.replicas",
+                message=f"{rbgs.spec.replicas} RoleBasedGroups is more than the {MAX_SET_REPLICAS} a set "
+                "may hold",
+            )
+        )
+    longest = child_name(name, max(min(rbgs.spec.replicas, MAX_SET_REPLICAS) - 1, 0)) if name else None
+    if longest is not None and not is_dns1123_label(longest):
+        errors.append(
+            FieldError(
+                path="metadata.name",
+                message=f"the set's RoleBasedGroup {longest!r} must be a DNS-1123 label (at most "
+                f"{DNS1123_LABEL_MAX_LENGTH} lower-case alphanumerics or '-', no dots)",
+            )
+        )
+    return errors + validate_rbg_spec(rbgs.spec.template, longest, path="spec.template")
 
 
-def parse_rbg(obj: Mapping[str, Any]) -> tuple[RoleBasedGroup | None, list[FieldError]]:
-    """Parse and validate in one step: (model, []) when deployable, (model or None, errors) otherwise.
-    A v1alpha2 object is converted to the v1alpha1 form first."""
+M = TypeVar("M", RoleBasedGroup, RoleBasedGroupSet)
+
+
+def _parse(
+    obj: Mapping[str, Any], model: type[M], validate: Callable[[M], list[FieldError]]
+) -> tuple[M | None, list[FieldError]]:
     if obj.get("apiVersion") == API_VERSION_V1ALPHA2:
         try:
             obj = to_internal(obj)
         except ConversionError as exc:
             return None, [FieldError(path=exc.path, message=exc.message)]
     try:
-        rbg = RoleBasedGroup.model_validate(obj)
+        parsed = model.model_validate(obj)
     except ValidationError as exc:
         return None, errors_from_validation_error(exc)
-    return rbg, validate_rbg(rbg)
+    return parsed, validate(parsed)
+
+
+def parse_rbg(obj: Mapping[str, Any]) -> tuple[RoleBasedGroup | None, list[FieldError]]:
+    """Parse and validate in one step: (model, []) when deployable, (model or None, errors) otherwise.
+    A v1alpha2 object is converted to the v1alpha1 form first."""
+    return _parse(obj, RoleBasedGroup, validate_rbg)
+
+
+def parse_rbgs(obj: Mapping[str, Any]) -> tuple[RoleBasedGroupSet | None, list[FieldError]]:
+    """`parse_rbg` for a RoleBasedGroupSet."""
+    return _parse(obj, RoleBasedGroupSet, validate_rbgs)
 
 
 def validate_rbg_spec(spec: RoleBasedGroupSpec, rbg_name: str | None, path: str = "spec") -> list[FieldError]:

@@ -59,6 +59,13 @@ PROFILES = WorkloadKind(
     selector=None,
     cluster_scoped=True,
 )
+SETS = WorkloadKind(
+    "workloads.x-k8s.io/RoleBasedGroupSet",
+    "RoleBasedGroupSet",
+    API_VERSION_V1ALPHA2,
+    "rolebasedgroupsets",
+    selector=None,
+)
 # Gang scheduling objects (manifests.gang), by the ServedGangApis field that says the cluster serves them.
 GANG_KINDS: dict[str, WorkloadKind] = {
     "scheduler_plugins": WorkloadKind("scheduler-plugins", "PodGroup", SCHEDULER_PLUGINS_API, "podgroups"),

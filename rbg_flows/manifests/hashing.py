@@ -49,7 +49,7 @@ def role_revision_hash(
     used = _used(profiles or {}, [rt.profile_name for rt in role.engine_runtimes])
     if used:
         data[_PROFILES_KEY] = used
-    return _hash(data)
+    return content_hash(data)
 
 
 def role_revision_hashes(
@@ -68,14 +68,15 @@ def spec_revision_hash(spec: RoleBasedGroupSpec, profiles: Mapping[str, str] | N
     used = _used(profiles or {}, [rt.profile_name for role in spec.roles for rt in role.engine_runtimes])
     if used:
         data[_PROFILES_KEY] = used
-    return _hash(data)
+    return content_hash(data)
 
 
 def _used(profiles: Mapping[str, str], names: list[str]) -> dict[str, str]:
     return {name: profiles[name] for name in names if name in profiles}
 
 
-def _hash(data: Any) -> str:
+def content_hash(data: Any) -> str:
+    """Hash of a JSON value in the form above (keys sorted, so any process computes the same)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return safe_encode(str(fnv1a_32(canonical.encode())))
 

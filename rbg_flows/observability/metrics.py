@@ -86,7 +86,7 @@ KUBE_REQUEST_DURATION = Histogram(
 SIGNAL_LATENCY = Histogram(
     f"{PREFIX}_watcher_signal_latency_seconds",
     "From the watcher's receipt of a Kubernetes watch event to Temporal accepting its signal (retries "
-    "included), by signal (spec, deleted, drift, profile).",
+    "included), by signal (spec, deleted, drift, profile, adapter, pod_failed, set, set_child, set_deleted).",
     ["signal"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,

@@ -21,7 +21,7 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from rbg_flows.api.common import GROUP, VERSION
+from rbg_flows.api.common import GROUP, VERSION, VERSION_V1ALPHA2
 from rbg_flows.api.keys import GROUP_NAME_LABEL, ROLE_LABEL
 from rbg_flows.api.profile import ClusterEngineRuntimeProfileSpec
 from rbg_flows.messages import AdapterChanged, PodFailure, ProfileChange, profile_fingerprint
@@ -41,6 +41,7 @@ WORKLOADS = (
 )
 PROFILES = (GROUP, VERSION, "clusterengineruntimeprofiles")
 ADAPTERS = (GROUP, VERSION, "rolebasedgroupscalingadapters")
+SETS = (GROUP, VERSION_V1ALPHA2, "rolebasedgroupsets")
 MAX_RETRY_DELAY = 30.0
 
 
@@ -74,16 +75,26 @@ async def deliver(what: str, send: Callable[[], Awaitable[None]]) -> None:
 DELETED_GENERATION = 1 << 62  # past any generation: a deleted workload is always drift
 
 
-def group_owner(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The RoleBasedGroup that controls a workload, from its owner references."""
+def group_owner(meta: Mapping[str, Any], kind: str = "RoleBasedGroup") -> Mapping[str, Any] | None:
+    """The RoleBasedGroup that controls a workload (or the `kind` that controls an object), from its
+    owner references."""
     return next(
-        (
-            o
-            for o in meta.get("ownerReferences") or []
-            if o.get("kind") == "RoleBasedGroup" and o.get("controller")
-        ),
+        (o for o in meta.get("ownerReferences") or [] if o.get("kind") == kind and o.get("controller")),
         None,
     )
+
+
+def readiness(type: str | None, body: Mapping[str, Any]) -> str:
+    """What a set needs to hear of one of its groups: its Ready condition, the generation that
+    condition is about, and whether the group still exists; a change of it is signalled."""
+    if type == "DELETED":
+        return "deleted"
+    status = body.get("status") or {}
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    generation = body["metadata"].get("generation")
+    return f"{ready.get('status')}/{ready.get('observedGeneration')}/{generation}"
 
 
 def drift_generation(type: str | None, meta: Mapping[str, Any], seen: dict[str, int]) -> int | None:
@@ -135,6 +146,8 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
     seen_workloads: dict[str, int] = {}
     seen_profiles: dict[str, int] = {}
     seen_adapters: dict[str, int] = {}
+    seen_sets: dict[str, int] = {}
+    children: dict[str, str] = {}  # uid of a set's group -> its readiness last signalled
     failures = FailureMemo()
     users = ProfileUsers()
 
@@ -151,6 +164,9 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
     async def _group(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        owner = group_owner(meta, "RoleBasedGroupSet")
+        if owner is not None:
+            await tell_set(type, body, owner)
         if type == "DELETED":
             signalled.pop(uid, None)
             users.group_gone((ns, name))
@@ -167,6 +183,40 @@ def build_registry(signaller: Signaller, kubeconfig: str | None = None) -> kopf.
         # Profiles it names that were seen before it (at a start, or named by this new generation).
         for change in users.group_seen((ns, name), profiles_named(body)):
             await tell_profile(change, ns, name)
+
+    async def tell_set(type: str | None, body: kopf.Body, owner: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        now = readiness(type, body)
+        if children.get(meta["uid"]) == now:
+            return
+        if type == "DELETED":
+            children.pop(meta["uid"], None)
+        else:
+            children[meta["uid"]] = now
+        with SIGNAL_LATENCY.labels(signal="set_child").time():
+            await deliver(
+                f"group {meta['namespace']}/{meta['name']} of set {owner['name']}",
+                lambda: signaller.set_child_changed(meta["namespace"], owner["name"], owner["uid"]),
+            )
+
+    @kopf.on.event(*SETS, registry=registry)
+    async def _set(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        if type == "DELETED":
+            seen_sets.pop(uid, None)
+            with SIGNAL_LATENCY.labels(signal="set_deleted").time():
+                await deliver(f"deleted set {ns}/{name}", lambda: signaller.set_deleted(ns, name, uid))
+            return
+        generation = int(meta.get("generation") or 1)
+        if seen_sets.get(uid, 0) >= generation:
+            return
+        with SIGNAL_LATENCY.labels(signal="set").time():
+            await deliver(
+                f"set {ns}/{name} generation {generation}",
+                lambda: signaller.set_spec(ns, name, uid, generation),
+            )
+        seen_sets[uid] = generation
 
     async def tell_profile(change: ProfileChange, ns: str, name: str) -> None:
         with SIGNAL_LATENCY.labels(signal="profile").time():

@@ -13,12 +13,15 @@ from rbg_flows.api.conversion import internal_form
 from rbg_flows.messages import (
     ANNOTATION_PREFIX,
     ENTITY_WORKFLOW,
+    SET_WORKFLOW,
     AdapterChanged,
     DriftEvent,
     EntityInput,
     PodFailure,
     ProfileChange,
     RbgKey,
+    SetInput,
+    SetSignal,
     spec_event,
     start_attributes,
 )
@@ -50,6 +53,31 @@ class Signaller:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"RoleBasedGroup {key.namespace}/{key.name}",
         )
+
+    async def set_spec(self, namespace: str, name: str, uid: str, generation: int) -> None:
+        """Signal a RoleBasedGroupSet's new generation, starting its workflow if it is not running (its
+        activities read the set itself: the signal carries no spec)."""
+        key = self.key(namespace, name)
+        await self.client.start_workflow(
+            SET_WORKFLOW,
+            SetInput(key=key),
+            id=key.set_workflow_id,
+            task_queue=self.task_queue,
+            start_signal="spec_changed",
+            start_signal_args=[SetSignal(uid=uid, generation=generation)],
+            search_attributes=start_attributes(namespace, name, uid, key.cluster, phase=None),
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"RoleBasedGroupSet {namespace}/{name}",
+        )
+
+    async def set_child_changed(self, namespace: str, set_name: str, set_uid: str) -> None:
+        """One of the set's RoleBasedGroups changed its readiness, or was deleted."""
+        await self._signal_if_running(
+            self.key(namespace, set_name).set_workflow_id, "child_changed", SetSignal(uid=set_uid)
+        )
+
+    async def set_deleted(self, namespace: str, name: str, uid: str) -> None:
+        await self._signal_if_running(self.key(namespace, name).set_workflow_id, "deleted", uid)
 
     async def _signal_if_running(self, workflow_id: str, signal: str, arg: Any) -> None:
         try:

@@ -26,6 +26,17 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups"]
   verbs: ["get", "patch"]
+# A RoleBasedGroupSet's groups: applied (created or updated) from its template, deleted on scale-in;
+# the set read, and its status written.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroups"]
+  verbs: ["create", "delete"]
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupsets"]
+  verbs: ["get"]
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupsets/status"]
+  verbs: ["patch"]
 # Status is server-side applied to the subresource.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups/status"]
@@ -80,6 +91,10 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 # kopf's watch of the groups, and the resync's list.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups"]
+  verbs: ["list", "watch"]
+# A set's changes start or signal its workflow.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupsets"]
   verbs: ["list", "watch"]
 # A scale of a group's scaling adapter (kubectl scale rbgsa, an HPA) is signalled to the group.
 - apiGroups: ["workloads.x-k8s.io"]
