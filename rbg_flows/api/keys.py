@@ -45,6 +45,10 @@ GROUP_EXCLUSIVE_TOPOLOGY_ANNOTATION: Final = RBG_PREFIX + "group-exclusive-topol
 # On a role (or its pod template): the role is exempt from the group's exclusive topology.
 ROLE_DISABLE_EXCLUSIVE_ANNOTATION: Final = RBG_PREFIX + "role-disable-exclusive"
 ROLE_WORKLOAD_TYPE_ANNOTATION: Final = RBG_PREFIX + "role-workload-type"
+# v0.8's set membership labels (v1alpha2 sets): written beside the v1alpha1 ones, so selectors of either
+# version find the set's groups.
+GROUPSET_NAME_LABEL: Final = RBG_PREFIX + "groupset-name"
+GROUPSET_INDEX_LABEL: Final = RBG_PREFIX + "groupset-index"
 # Where conversion keeps what the other version has no field for (docs/api.md, Versions).
 CONVERSION_PREFIX: Final = "conversion.workloads.x-k8s.io/"
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from rbg_flows.api.common import API_VERSION_V1ALPHA2
 from rbg_flows.api.conversion import V1ALPHA2, convert
-from rbg_flows.api.keys import SET_INDEX_LABEL, SET_NAME_LABEL
+from rbg_flows.api.keys import GROUPSET_INDEX_LABEL, GROUPSET_NAME_LABEL, SET_INDEX_LABEL, SET_NAME_LABEL
 from rbg_flows.api.rbg import KIND as GROUP_KIND
 from rbg_flows.api.rbgset import KIND as SET_KIND
 from rbg_flows.api.rbgset import child_name
@@ -62,6 +62,8 @@ def set_child(rbgs: Mapping[str, Any], index: int) -> JSON:
         **(template.get("labels") or {}),
         SET_NAME_LABEL: meta["name"],
         SET_INDEX_LABEL: str(index),
+        GROUPSET_NAME_LABEL: meta["name"],
+        GROUPSET_INDEX_LABEL: str(index),
     }
     annotations = {**(template.get("annotations") or {}), TEMPLATE_HASH_ANNOTATION: template_hash(template)}
     return {
