@@ -330,10 +330,8 @@ def test_names_columns_and_subresources() -> None:
         age,
     ]
     assert subresources("RoleBasedGroup") == {"status": {}}
-    assert subresources("RoleBasedGroupSet") == {
-        "status": {},
-        "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
-    }
+    # Both scale selectors select one object per unit scaled: the set's groups, the adapter's role's pods.
+    assert subresources("RoleBasedGroupSet") == subresources("RoleBasedGroupScalingAdapter")
     assert subresources("RoleBasedGroupScalingAdapter") == {
         "status": {},
         "scale": {
