@@ -36,7 +36,9 @@ def apply(sim: SimCluster, ns: str, body: dict[str, Any]) -> None:
     sim.kubectl_run("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(body))
 
 
-async def wait_set(kube: KubeClient, ns: str, predicate: Any, what: str, timeout: float = 180) -> dict[str, Any]:
+async def wait_set(
+    kube: KubeClient, ns: str, predicate: Any, what: str, timeout: float = 180
+) -> dict[str, Any]:
     objs = await wait_for(
         kube, sets(ns), lambda o: NAME in o and predicate(o[NAME]), name=NAME, timeout=timeout, what=what
     )
@@ -95,7 +97,11 @@ async def watching_groups(kube: KubeClient, ns: str, rollout: Rollout) -> AsyncI
     synced = asyncio.Event()
     task = asyncio.create_task(
         list_and_watch(
-            kube, rbgs(ns), rollout.on_event, on_synced=synced.set, params={"labelSelector": f"{SET_LABEL}={NAME}"}
+            kube,
+            rbgs(ns),
+            rollout.on_event,
+            on_synced=synced.set,
+            params={"labelSelector": f"{SET_LABEL}={NAME}"},
         )
     )
     await synced.wait()

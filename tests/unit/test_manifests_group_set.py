@@ -79,7 +79,9 @@ def test_a_child_is_ready_only_for_its_current_generation() -> None:
     child["metadata"]["generation"] = 3
     assert child_ready(child) == (False, "")
     child["status"] = {
-        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 2, "reason": "AllRolesReady"}]
+        "conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": 2, "reason": "AllRolesReady"}
+        ]
     }
     assert child_ready(child) == (False, "")
     child["status"]["conditions"][0]["observedGeneration"] = 3
@@ -108,7 +110,9 @@ def test_the_sets_conditions_say_what_holds_it_back() -> None:
     assert ready["InvalidSpec"].status == "False"
     rolling = conditions(SetView(replicas=2, children=[child(0), child(1, current=False)]))[0]
     assert (rolling.reason, rolling.message) == ("RollingUpdate", "1/2 RoleBasedGroups updated")
-    waiting = conditions(SetView(replicas=2, children=[child(0), child(1, ready=False, message="decode 0/1")]))
+    waiting = conditions(
+        SetView(replicas=2, children=[child(0), child(1, ready=False, message="decode 0/1")])
+    )
     assert waiting[0].reason == "GroupsNotReady"
     assert waiting[0].message == "1/2 RoleBasedGroups ready (s-1: decode 0/1)"
     short = conditions(SetView(replicas=3, children=[child(0)]))[0]
