@@ -77,7 +77,7 @@ class Rollout:
 
     def on_event(self, event_type: str, group: dict[str, Any]) -> None:
         meta = group["metadata"]
-        name, h = meta["name"], (meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
+        name, h = meta["name"], str((meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION))
         old = self.old_hash.setdefault(name, h)
         if h != old and name not in self.order:
             self.order.append(name)
