@@ -18,7 +18,7 @@ from temporalio.runtime import Runtime
 
 from rbg_flows.codec import load_codec
 from rbg_flows.observability.metrics import WATCHER_LEADER, WATCHER_RUNNING
-from rbg_flows.shutdown import stop_event
+from rbg_flows.shutdown import set_on_signals, stop_event
 from rbg_flows.temporal import connect, run_with_runtime
 from rbg_flows.watcher.lease import LeaseTimings
 
@@ -92,6 +92,13 @@ async def serve(opts: WatcherOptions, runtime: Runtime) -> None:
     signaller = Signaller(client, task_queue, cluster_id)
     registry = build_registry(signaller, kubeconfig=opts.kubeconfig)
     stop = stop_event()
+
+    @kopf.on.startup(registry=registry)
+    async def _stop_through_our_flag(**_: Any) -> None:
+        # kopf replaces the process's SIGTERM/SIGINT handlers with its own, which stop it without the stop
+        # flag it was given; its waiter for that flag is then a task it waits 5 s for at every shutdown
+        # (a rolling update, each test's orchestrator). Ours set the flag: kopf stops through it at once.
+        set_on_signals(stop)
     WATCHER_RUNNING.set(1)
 
     async def operate(stop_flag: asyncio.Event) -> None:

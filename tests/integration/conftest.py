@@ -23,7 +23,9 @@ import pytest
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.sim.build import ensure_binaries
 from rbg_flows.sim.launch import launch_sim
+from rbg_flows.sim.nodesim import NodeSimulator, NodeSimulatorConfig
 from rbg_flows.sim.procs import ManagedProcess
+from rbg_flows.sim.topology import parse_topology
 from rbg_flows.sim.webhook import published_client_config
 from rbg_flows.temporal import start_dev_server
 
@@ -257,3 +259,29 @@ def orchestrator(
     ).start()
     yield orch
     orch.stop()
+
+
+# Nodes of their own, tainted so no other test's pods land there, so faults cannot disturb other tests.
+EXTRA_TOPOLOGY = """
+nodes:
+  - name: fault-node
+    count: 2
+    capacity: {cpu: "16", memory: 64Gi, nvidia.com/gpu: "4"}
+    labels: {rbg.x-k8s.io/test-pool: faults}
+    taints: [{key: rbg.x-k8s.io/test-pool, value: faults, effect: NoSchedule}]
+"""
+POOL: dict[str, Any] = {
+    "nodeSelector": {"rbg.x-k8s.io/test-pool": "faults"},
+    "tolerations": [{"key": "rbg.x-k8s.io/test-pool", "operator": "Exists"}],
+}
+
+
+@pytest.fixture(scope="module")
+async def extra_nodes(kube: KubeClient) -> AsyncIterator[NodeSimulator]:
+    """A second node simulator joining the running cluster, as it would join any real cluster."""
+    sim = NodeSimulator(kube, parse_topology(EXTRA_TOPOLOGY), NodeSimulatorConfig(ready_delay=0.5))
+    await sim.start()
+    yield sim
+    await sim.stop()
+    for name in ("fault-node-0", "fault-node-1"):
+        await kube.delete(f"/api/v1/nodes/{name}")

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from rbg_flows.kube.client import KubeClient
+from rbg_flows.kube.wait import wait_for
 from rbg_flows.sim.faults import Faults
 
-from .conftest import SimCluster
+from .conftest import POOL, SimCluster
 from .rbg_helpers import ROOT, condition, create_rbg, example, wait_event, wait_rbg, wait_ready
 from .test_upgrade import watching
 
@@ -147,3 +148,62 @@ async def test_a_crashed_container_of_a_role_instance_policy_recreates_only_that
         await wait_ready(kube, namespace, NAME, timeout=60)
         await asyncio.sleep(3)
         assert pods.count() == {f"{NAME}-prefill-0": 1, f"{NAME}-prefill-1": 1, f"{NAME}-decode-0": 2}
+
+
+def on_node(role: dict[str, Any], node: str) -> None:
+    """The role's pods pinned to one of the fault pool's nodes (tainted: no other test's pods land there)."""
+    spec = role["template"]["spec"]
+    spec["nodeSelector"] = {**POOL["nodeSelector"], "kubernetes.io/hostname": node}
+    spec["tolerations"] = POOL["tolerations"]
+
+
+async def test_a_node_made_notready_triggers_the_policy_of_the_roles_on_it(
+    kube: KubeClient, orchestrator: Any, namespace: str, extra_nodes: Any
+) -> None:
+    """decode (RecreateRBGOnPodRestart) on fault-node-0, prefill (None) on fault-node-1: fault-node-0 stops
+    its heartbeats, the real node lifecycle controller marks it and evicts decode's pod, and that eviction
+    recreates the whole group once; when the node is back (its kubelet finishes the deletion) the group is
+    Ready again with every pod new."""
+    body = example("failover.yaml")
+    prefill, decode = body["spec"]["roles"]
+    on_node(prefill, "fault-node-1")
+    on_node(decode, "fault-node-0")
+    await create_rbg(kube, namespace, body)
+    await wait_ready(kube, namespace, NAME, generation=1, timeout=120)
+    pods = Incarnations()
+    async with watching(kube, namespace, pods, name=NAME):
+        faults = Faults(kube)
+        await faults.node_not_ready("fault-node-0")
+
+        def unreachable(objs: dict[str, Any]) -> bool:
+            node = objs.get("fault-node-0") or {"status": {}, "spec": {}}
+            return any(
+                c["type"] == "Ready" and c["status"] == "Unknown"
+                for c in node["status"].get("conditions", [])
+            ) and any(t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
+
+        await wait_for(
+            kube,
+            "/api/v1/nodes",
+            unreachable,
+            name="fault-node-0",
+            timeout=90,
+            what="node tainted unreachable",
+        )
+        states: list[str] = []
+        await wait_rbg(
+            kube,
+            namespace,
+            NAME,
+            lambda o: (condition(o, "RestartInProgress") or {}).get("status") == "True",
+            "the eviction starts a Failover",
+            timeout=60,
+        )
+        # The decode pod stays Terminating while its kubelet is away (as on a real cluster): the Failover
+        # waits for it, and finishes once the node is back.
+        await faults.node_ready("fault-node-0")
+        await recovered(kube, namespace, states)
+        await until(lambda: pods.count() == {name: 2 for name in PODS}, "every pod recreated once", pods)
+        await wait_event(kube, namespace, NAME, "FailoverSucceeded")
+        await asyncio.sleep(2)
+        assert pods.count() == {name: 2 for name in PODS}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,38 +12,12 @@ from rbg_flows.kube.client import ApiError, KubeClient
 from rbg_flows.kube.wait import is_ready, wait_for
 from rbg_flows.sim.faultproxy import FaultProxyControl, FaultRule
 from rbg_flows.sim.faults import Faults
-from rbg_flows.sim.nodesim import NodeSimulator, NodeSimulatorConfig
-from rbg_flows.sim.topology import parse_topology
+from rbg_flows.sim.nodesim import NodeSimulator
 
-from .conftest import SimCluster
+from .conftest import POOL, SimCluster
 from .test_sim_cluster import create_pod, pod, wait_pod
 
 pytestmark = pytest.mark.sim
-
-# Nodes of their own, tainted so no other test's pods land there, so faults cannot disturb other tests.
-EXTRA_TOPOLOGY = """
-nodes:
-  - name: fault-node
-    count: 2
-    capacity: {cpu: "16", memory: 64Gi, nvidia.com/gpu: "4"}
-    labels: {rbg.x-k8s.io/test-pool: faults}
-    taints: [{key: rbg.x-k8s.io/test-pool, value: faults, effect: NoSchedule}]
-"""
-POOL: dict[str, Any] = {
-    "nodeSelector": {"rbg.x-k8s.io/test-pool": "faults"},
-    "tolerations": [{"key": "rbg.x-k8s.io/test-pool", "operator": "Exists"}],
-}
-
-
-@pytest.fixture(scope="module")
-async def extra_nodes(kube: KubeClient) -> AsyncIterator[NodeSimulator]:
-    """A second node simulator joining the running cluster, as it would join any real cluster."""
-    sim = NodeSimulator(kube, parse_topology(EXTRA_TOPOLOGY), NodeSimulatorConfig(ready_delay=0.5))
-    await sim.start()
-    yield sim
-    await sim.stop()
-    for name in ("fault-node-0", "fault-node-1"):
-        await kube.delete(f"/api/v1/nodes/{name}")
 
 
 def pool_pod(name: str, node: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -102,52 +75,6 @@ async def test_crash_fail_hold_and_release(
     await wait_pod(kube, namespace, "held", lambda p: not is_ready(p), "held unready")
     await faults.release_pod(namespace, "held")
     await wait_pod(kube, namespace, "held", is_ready, "held Ready once released")
-
-
-async def test_node_notready_is_noticed_by_the_real_node_lifecycle_controller(
-    kube: KubeClient, extra_nodes: NodeSimulator, namespace: str
-) -> None:
-    faults = Faults(kube)
-    await create_pod(kube, namespace, pool_pod("stranded", node="fault-node-1"))
-    await wait_pod(kube, namespace, "stranded", is_ready, "stranded Ready")
-    await faults.node_not_ready("fault-node-1")
-
-    def unknown(objs: dict[str, Any]) -> bool:
-        node = objs.get("fault-node-1")
-        # The controller first marks the condition, then taints the node.
-        if node is None:
-            return False
-        return any(
-            c["type"] == "Ready" and c["status"] == "Unknown" for c in node["status"]["conditions"]
-        ) and any(t["key"] == "node.kubernetes.io/unreachable" for t in node["spec"].get("taints", []))
-
-    await wait_for(
-        kube,
-        "/api/v1/nodes",
-        unknown,
-        name="fault-node-1",
-        timeout=90,
-        what="node Ready=Unknown and tainted unreachable",
-    )
-    # DefaultTolerationSeconds (5 s in the test sim) then the taint manager evicts the pod; its kubelet is
-    # gone, so it stays Terminating, as on a real cluster.
-    await wait_pod(
-        kube,
-        namespace,
-        "stranded",
-        lambda p: bool(p["metadata"].get("deletionTimestamp")),
-        "eviction",
-        timeout=60,
-    )
-    await faults.node_ready("fault-node-1")
-    await wait_for(
-        kube,
-        f"/api/v1/namespaces/{namespace}/pods",
-        lambda o: "stranded" not in o,
-        name="stranded",
-        timeout=60,
-        what="the returning kubelet to finish the deletion",
-    )
 
 
 async def test_deleted_node_stops_being_simulated(kube: KubeClient, extra_nodes: NodeSimulator) -> None:

@@ -578,3 +578,36 @@ async def test_a_template_and_replicas_change_is_an_upgrade_at_the_old_size_then
     assert all(obs.replacements(name) == 1 for name in existing)
     assert all(obs.replacements(f"{NAME}-prefill-{i}") == 0 for i in (4, 5))
     assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]
+
+
+async def test_a_scale_during_a_paused_upgrade_keeps_its_progress_and_follows_it(
+    kube: KubeClient, orchestrator: Any, temporal_env: Any, namespace: str, cluster_id: str
+) -> None:
+    """A replicas change arriving mid-rollout supersedes the upgrade, and the next upgrade starts from the
+    pods as they are (the partition and the pause kept): no pod already on the new revision is rolled
+    again, the skew holds throughout, and the new replicas come afterwards, on the new revision."""
+    await deployed(kube, namespace)
+    handle = entity(temporal_env, cluster_id, namespace)
+    async with observing(kube, namespace, NEW) as obs:
+        await change(kube, namespace, set_engine_image(NEW))
+        await until(lambda: sum(obs.counts().values()) >= 1, "a first pod on the new image")
+        await handle.execute_update(RoleBasedGroupWorkflow.pause)
+        await wait_rbg(
+            kube, namespace, NAME, lambda o: (o.get("status") or {}).get("phase") == "Paused", "Paused"
+        )
+        held = obs.counts()
+        gen = await change(kube, namespace, [{"op": "replace", "path": "/spec/roles/0/replicas", "value": 6}])
+        # The pause holds the upgrade that follows the scale's arrival too.
+        await asyncio.sleep(4)
+        assert obs.counts() == held
+        assert sum(held.values()) < 8
+        await handle.execute_update(RoleBasedGroupWorkflow.resume)
+        await wait_ready(kube, namespace, NAME, generation=gen, timeout=180)
+    assert obs.counts() == {"prefill": 6, "decode": 4}
+    assert obs.max_skew <= 0.25, (obs.max_skew, obs.worst)
+    # Each existing pod replaced exactly once (the partition kept across the two operations); the scale's
+    # pods were made on the new revision.
+    existing = [f"{NAME}-{role}-{i}" for role in ("prefill", "decode") for i in range(4)]
+    assert [obs.replacements(name) for name in existing] == [1] * 8, obs.incarnations
+    assert [obs.replacements(f"{NAME}-prefill-{i}") for i in (4, 5)] == [0, 0]
+    assert [r["revision"] for r in await group_revisions(kube, namespace)] == [1, 2]
