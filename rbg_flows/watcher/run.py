@@ -99,6 +99,7 @@ async def serve(opts: WatcherOptions, runtime: Runtime) -> None:
         # flag it was given; its waiter for that flag is then a task it waits 5 s for at every shutdown
         # (a rolling update, each test's orchestrator). Ours set the flag: kopf stops through it at once.
         set_on_signals(stop)
+
     WATCHER_RUNNING.set(1)
 
     async def operate(stop_flag: asyncio.Event) -> None:
