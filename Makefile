@@ -50,8 +50,9 @@ dev: sim-build  ## Temporal + sim + worker + watcher, apply the PD example, watc
 down:
 	$(BIN)/rbg-flows dev down --state-dir $(STATE)
 
-test: lint sim-build helm-build  ## lint and import contracts, then every test: unit, workflow, integration, replay
-	$(BIN)/pytest
+test: lint sim-build helm-build  ## lint and import contracts, then every test: unit, workflow, replay, integration
+	$(BIN)/pytest -n 2 tests/unit tests/workflows tests/replay
+	$(BIN)/pytest tests/integration
 
 unit: install
 	$(BIN)/pytest tests/unit

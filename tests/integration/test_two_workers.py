@@ -30,7 +30,7 @@ from .test_watcher import small_group
 
 pytestmark = pytest.mark.sim
 
-GROUPS = int(os.environ.get("RBG_TWO_WORKERS_GROUPS", "200"))
+GROUPS = int(os.environ.get("RBG_TWO_WORKERS_GROUPS", "100"))
 
 
 @pytest.fixture
