@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rbg_flows.activities.common import kube_call, now_rfc3339
+from rbg_flows.activities.common import delete_exactly, kube_call, now_rfc3339
 from rbg_flows.api import RoleBasedGroup, parse_rbg
 from rbg_flows.api.conversion import internal_form
 from rbg_flows.api.keys import GROUP_NAME_LABEL
@@ -124,16 +124,7 @@ class AdapterActivities:
     async def _delete(self, ns: str, adapter: JSON) -> None:
         meta = adapter["metadata"]
         # Only the adapter we listed: one re-created meanwhile under the name is not ours to remove.
-        options = {"preconditions": {"uid": meta["uid"]}}
-
-        async def delete() -> None:
-            try:
-                await self.kube.delete(ADAPTERS.path(ns, meta["name"]), body=options)
-            except ApiError as e:
-                if e.status not in (404, 409):
-                    raise
-
-        await kube_call(delete)
+        await delete_exactly(self.kube, ADAPTERS.path(ns, meta["name"]), meta["uid"])
 
     async def _set_replicas(self, obj: JSON, replicas: dict[int, int]) -> JSON:
         """The roles' replicas replaced, on condition nobody changed the spec since it was read (a test of

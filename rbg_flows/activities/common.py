@@ -32,6 +32,25 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+async def delete_exactly(kube: KubeClient, path: str, uid: str, propagation: str | None = None) -> bool:
+    """Delete the object at `path` only if it is still the one with `uid`: True when this call deleted it,
+    False when it was gone already or a new object holds the name (not ours to remove)."""
+    body: JSON = {"preconditions": {"uid": uid}}
+    if propagation:
+        body["propagationPolicy"] = propagation
+
+    async def delete() -> bool:
+        try:
+            await kube.delete(path, body=body)
+            return True
+        except ApiError as e:
+            if e.status in (404, 409):
+                return False
+            raise
+
+    return await kube_call(delete)
+
+
 def merge_conditions(current: list[JSON], updates: list[ConditionUpdate], generation: int) -> list[JSON]:
     """The conditions with `updates` written over them; a condition whose status stays keeps its
     lastTransitionTime (the API conventions' meaning of it)."""

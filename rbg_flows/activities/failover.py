@@ -7,9 +7,9 @@ from typing import Any
 
 from temporalio import activity
 
-from rbg_flows.activities.common import kube_call
+from rbg_flows.activities.common import delete_exactly, kube_call
 from rbg_flows.api.keys import GROUP_NAME_LABEL, ROLE_LABEL
-from rbg_flows.kube.client import ApiError, KubeClient
+from rbg_flows.kube.client import KubeClient
 from rbg_flows.messages import DeletePods, PodRef, RolePodsRequest
 
 JSON = dict[str, Any]
@@ -46,18 +46,7 @@ class FailoverActivities:
         deleted = 0
         for pod in req.pods:
             path = f"/api/v1/namespaces/{req.key.namespace}/pods/{pod.name}"
-            body = {"preconditions": {"uid": pod.uid}}
-
-            async def delete(path: str = path, body: dict[str, dict[str, str]] = body) -> bool:
-                try:
-                    await self.kube.delete(path, body=body)
-                    return True
-                except ApiError as e:
-                    if e.status in (404, 409):  # gone already, or a new pod of the name
-                        return False
-                    raise
-
-            deleted += int(await kube_call(delete))
+            deleted += int(await delete_exactly(self.kube, path, pod.uid))
         return deleted
 
 

@@ -13,11 +13,18 @@ import time
 
 from temporalio import activity
 
-from rbg_flows.activities.common import JSON, beat, groups_readable, kube_call, merge_conditions
+from rbg_flows.activities.common import (
+    JSON,
+    beat,
+    delete_exactly,
+    groups_readable,
+    kube_call,
+    merge_conditions,
+)
 from rbg_flows.activities.events import record_event
 from rbg_flows.api import child_name, format_errors, parse_rbgs
 from rbg_flows.kube.cache import WorkloadCache
-from rbg_flows.kube.client import FIELD_MANAGER, MERGE, ApiError, KubeClient
+from rbg_flows.kube.client import FIELD_MANAGER, MERGE, KubeClient
 from rbg_flows.kube.kinds import GROUPS, SETS
 from rbg_flows.manifests.group_set import (
     child_index,
@@ -109,16 +116,7 @@ class GroupSetActivities:
     async def _delete(self, ns: str, child: JSON) -> None:
         meta = child["metadata"]
         # Only the child we listed; the garbage collector removes its workloads after it.
-        options = {"preconditions": {"uid": meta["uid"]}, "propagationPolicy": "Background"}
-
-        async def delete() -> None:
-            try:
-                await self.kube.delete(GROUPS.path(ns, meta["name"]), body=options)
-            except ApiError as e:
-                if e.status not in (404, 409):
-                    raise
-
-        await kube_call(delete)
+        await delete_exactly(self.kube, GROUPS.path(ns, meta["name"]), meta["uid"], "Background")
 
     @activity.defn(name="update_set_child")
     async def update_set_child(self, upd: SetChildUpdate) -> SetChild:

@@ -42,32 +42,42 @@ class Signaller:
         """Signal the group's spec (read in the stored version, v1alpha2; sent in the internal form)."""
         event = spec_event(internal_form(body))
         key = self.key(body["metadata"]["namespace"], body["metadata"]["name"])
-        await self.client.start_workflow(
+        await self._start(
             ENTITY_WORKFLOW,
             EntityInput(key=key),
-            id=key.workflow_id,
+            key.workflow_id,
+            event,
+            start_attributes(key.namespace, key.name, event.uid, key.cluster),
+            f"RoleBasedGroup {key.namespace}/{key.name}",
+        )
+
+    async def _start(
+        self, workflow: str, inp: Any, workflow_id: str, signal: Any, attributes: Any, summary: str
+    ) -> None:
+        """Signal `spec_changed`, starting the workflow if it is not running."""
+        await self.client.start_workflow(
+            workflow,
+            inp,
+            id=workflow_id,
             task_queue=self.task_queue,
             start_signal="spec_changed",
-            start_signal_args=[event],
-            search_attributes=start_attributes(key.namespace, key.name, event.uid, key.cluster),
+            start_signal_args=[signal],
+            search_attributes=attributes,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"RoleBasedGroup {key.namespace}/{key.name}",
+            static_summary=summary,
         )
 
     async def set_spec(self, namespace: str, name: str, uid: str, generation: int) -> None:
         """Signal a RoleBasedGroupSet's new generation, starting its workflow if it is not running (its
         activities read the set itself: the signal carries no spec)."""
         key = self.key(namespace, name)
-        await self.client.start_workflow(
+        await self._start(
             SET_WORKFLOW,
             SetInput(key=key),
-            id=key.set_workflow_id,
-            task_queue=self.task_queue,
-            start_signal="spec_changed",
-            start_signal_args=[SetSignal(uid=uid, generation=generation)],
-            search_attributes=start_attributes(namespace, name, uid, key.cluster, phase=None),
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"RoleBasedGroupSet {namespace}/{name}",
+            key.set_workflow_id,
+            SetSignal(uid=uid, generation=generation),
+            start_attributes(namespace, name, uid, key.cluster, phase=None),
+            f"RoleBasedGroupSet {namespace}/{name}",
         )
 
     async def set_child_changed(self, namespace: str, set_name: str, set_uid: str) -> None:

@@ -4,22 +4,19 @@ subresource selects one object per group, and deleting the set deletes its group
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
 
 from rbg_flows.kube.client import KubeClient
-from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import wait_for
 from rbg_flows.manifests.group_set import TEMPLATE_HASH_ANNOTATION
 
 from .conftest import SimCluster
 from .rbg_helpers import condition, example, is_true, rbgs, wait_event
+from .test_upgrade import watching
 
 pytestmark = pytest.mark.sim
 NAME = "pd-fleet"
@@ -92,27 +89,6 @@ class Rollout:
         self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
 
 
-@contextlib.asynccontextmanager
-async def watching_groups(kube: KubeClient, ns: str, rollout: Rollout) -> AsyncIterator[None]:
-    synced = asyncio.Event()
-    task = asyncio.create_task(
-        list_and_watch(
-            kube,
-            rbgs(ns),
-            rollout.on_event,
-            on_synced=synced.set,
-            params={"labelSelector": f"{SET_LABEL}={NAME}"},
-        )
-    )
-    await synced.wait()
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def test_a_set_scales_1_3_1_and_rolls_its_template_one_group_at_a_time(
     kube: KubeClient, orchestrator: Any, namespace: str, sim: SimCluster
 ) -> None:
@@ -147,7 +123,7 @@ async def test_a_set_scales_1_3_1_and_rolls_its_template_one_group_at_a_time(
     for role in changed["spec"]["template"]["roles"]:
         role["template"]["spec"]["containers"][0]["image"] = NEW_IMAGE
     rollout = Rollout()
-    async with watching_groups(kube, namespace, rollout):
+    async with watching(kube, namespace, rollout, collection=rbgs(namespace), selector=f"{SET_LABEL}={NAME}"):
         apply(sim, namespace, changed)
         await wait_set(kube, namespace, settled(3), "the template rolled to every group", timeout=300)
     assert rollout.order == [f"{NAME}-0", f"{NAME}-1", f"{NAME}-2"]

@@ -57,9 +57,15 @@ class PodObserver(Protocol):
 
 @contextlib.asynccontextmanager
 async def watching(
-    kube: KubeClient, ns: str, *observers: PodObserver, name: str = NAME
+    kube: KubeClient,
+    ns: str,
+    *observers: PodObserver,
+    name: str = NAME,
+    collection: str = "",
+    selector: str = "",
 ) -> AsyncIterator[None]:
-    """Feed the group's pod watch events to the observers while the block runs."""
+    """Feed the group's pod watch events (or those of `collection` selected by `selector`) to the
+    observers while the block runs."""
     synced = asyncio.Event()
 
     def on_event(event_type: str, pod: dict[str, Any]) -> None:
@@ -69,10 +75,10 @@ async def watching(
     task = asyncio.create_task(
         list_and_watch(
             kube,
-            f"/api/v1/namespaces/{ns}/pods",
+            collection or f"/api/v1/namespaces/{ns}/pods",
             on_event,
             on_synced=synced.set,
-            params={"labelSelector": f"{NAME_LABEL}={name}"},
+            params={"labelSelector": selector or f"{NAME_LABEL}={name}"},
         )
     )
     await synced.wait()
