@@ -25,7 +25,20 @@ def test_the_corpus_covers_what_the_issue_lists() -> None:
         "lws-size-huge.yaml",
         "negative-replicas.yaml",
         "invalid-group-name.yaml",
+        # and the chaos issue's list: bad templateRef, coordination rules, workload kinds, unicode,
+        # conflicting fields, schema violations
+        "template-ref-unknown.yaml",
+        "coordination-unknown-role.yaml",
+        "coordination-maxskew-over-100.yaml",
+        "unsupported-workload-kind.yaml",
+        "unicode-role-name.yaml",
+        "template-and-template-ref.yaml",
+        "unknown-restart-policy.yaml",
+        "missing-roles.yaml",
     } <= files
+    assert len(files) >= 40
+    # Every kind of refusal is represented.
+    assert {c.expect for c in CASES} == {"validation", "admission", "operation"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.file)
