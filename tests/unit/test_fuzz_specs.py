@@ -67,7 +67,7 @@ def corrupted(obj: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     walk(obj["spec"])
     if holders:
         holder, key = data.draw(st.sampled_from(holders))
-        holder[key] = data.draw(SCALARS)  # type: ignore[index]
+        holder[key] = data.draw(SCALARS)
     return obj
 
 
