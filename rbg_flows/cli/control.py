@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from rbg_flows.api.keys import GROUP_NAME_LABEL, rbg_path
 from rbg_flows.cli.processes import add_cluster_id_argument, cluster_id_of
 from rbg_flows.codec import CodecError, add_key_file_argument, load_codec
+from rbg_flows.kube.access import may
 from rbg_flows.kube.client import KubeClient
 from rbg_flows.manifests.labels import owned_by
 from rbg_flows.messages import GroupState, RbgKey, RoleProgress
@@ -110,6 +111,19 @@ class Session:
     @property
     def entity(self) -> Any:
         return self.client.get_workflow_handle(self.key.workflow_id)
+
+    async def may_steer(self) -> None:
+        """Refuse a control the caller could not make with kubectl: the controls reach the group through
+        Temporal, which knows nothing of Kubernetes RBAC, so the caller's right to patch the group is
+        asked of the API server first."""
+        ns, name = self.key.namespace, self.key.name
+        allowed, reason = await may(self.kube, "patch", "rolebasedgroups", ns, name)
+        if not allowed:
+            why = f" ({reason})" if reason else ""
+            raise Refused(
+                f"you may not patch RoleBasedGroup {ns}/{name}{why}: pause, resume, abort and rollback "
+                "need the right to patch the group"
+            )
 
     async def group(self) -> JSON:
         obj = await self.kube.get_or_none(rbg_path(self.key.namespace, self.key.name))
@@ -258,6 +272,7 @@ def known(revisions: list[JSON]) -> str:
 
 # -- controls -------------------------------------------------------------------------------------
 async def _update(session: Session, update: Any, *args: Any) -> str:
+    await session.may_steer()
     # Read first: without the codec key the control would be sent, and applied, before its encrypted
     # answer failed to decode; the query fails with the key's absence instead (CodecError).
     await session.state()

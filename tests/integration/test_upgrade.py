@@ -28,7 +28,9 @@ from .rbg_helpers import (
     create_rbg,
     entity_id,
     example,
+    kubeconfig_with_user,
     rbgs,
+    token_for,
     wait_event,
     wait_rbg,
     wait_ready,
@@ -342,22 +344,68 @@ async def test_kill_9_of_the_worker_mid_upgrade_resumes_at_the_same_step(
 
 
 def cli(
-    sim: SimCluster, temporal_address: str, ns: str, *args: str, kubectl: bool = False
+    sim: SimCluster,
+    temporal_address: str,
+    ns: str,
+    *args: str,
+    kubectl: bool = False,
+    kubeconfig: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The controls as a user runs them: `rbg-flows VERB`, or through kubectl's plugin mechanism."""
     bindir = Path(sys.executable).parent
     env = {
         **os.environ,
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": str(sim.direct_kubeconfig),
+        "KUBECONFIG": str(kubeconfig or sim.direct_kubeconfig),
         "RBG_TEMPORAL_ADDRESS": temporal_address,
     }
     cmd = [str(sim.kubectl), "rbg", *args] if kubectl else [str(bindir / "rbg-flows"), *args]
     return subprocess.run([*cmd, "-n", ns], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
+async def viewer(kube: KubeClient, sim: SimCluster, ns: str, out: Path) -> Path:
+    """A kubeconfig of someone who may read the namespace's groups and revisions, not patch them."""
+    await kube.create(
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "viewer"}},
+    )
+    rules = [
+        {"apiGroups": ["workloads.x-k8s.io"], "resources": ["rolebasedgroups"], "verbs": ["get", "list"]},
+        {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["list"]},
+    ]
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    await kube.create(
+        f"{rbac}/namespaces/{ns}/roles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "viewer"},
+            "rules": rules,
+        },
+    )
+    await kube.create(
+        f"{rbac}/namespaces/{ns}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "viewer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}],
+        },
+    )
+    token = await token_for(kube, ns, "viewer")
+    return kubeconfig_with_user(sim.direct_kubeconfig, "viewer", {"token": token}, out / "viewer.kubeconfig")
+
+
 async def test_cli_and_kubectl_plugin_show_history_diff_status_and_refuse_with_the_reason(
-    sim: SimCluster, kube: KubeClient, orchestrator: Any, temporal_address: str, namespace: str
+    sim: SimCluster,
+    kube: KubeClient,
+    orchestrator: Any,
+    temporal_address: str,
+    temporal_env: Any,
+    namespace: str,
+    cluster_id: str,
+    tmp_path: Path,
 ) -> None:
     await deployed(kube, namespace)
     gen = await change(kube, namespace, set_engine_image(NEW))
@@ -390,6 +438,22 @@ async def test_cli_and_kubectl_plugin_show_history_diff_status_and_refuse_with_t
     assert refused.returncode == 1 and "no upgrade is in progress" in refused.stderr
     refused = cli(sim, temporal_address, namespace, "resume", NAME)
     assert refused.returncode == 1 and "not paused" in refused.stderr
+    # Someone who may read the group but not patch it sees it, and cannot steer it: the controls go
+    # through Temporal, so the CLI asks the API server first (a SelfSubjectAccessReview).
+    as_viewer = await viewer(kube, sim, namespace, tmp_path)
+    seen = cli(
+        sim, temporal_address, namespace, "history", NAME, "--cluster-id", cluster_id, kubeconfig=as_viewer
+    )
+    assert seen.returncode == 0, seen.stderr
+    pause = cli(
+        sim, temporal_address, namespace, "pause", NAME, "--cluster-id", cluster_id, kubeconfig=as_viewer
+    )
+    assert pause.returncode == 1 and f"may not patch RoleBasedGroup {namespace}/{NAME}" in pause.stderr, (
+        pause.stderr
+    )
+    assert not (
+        await entity(temporal_env, cluster_id, namespace).query(RoleBasedGroupWorkflow.get_state)
+    ).paused
 
     # `kubectl rbg rollout undo` goes back to the revision before the current one.
     undo = cli(sim, temporal_address, namespace, "rollout", "undo", NAME, kubectl=True)

@@ -159,10 +159,11 @@ def check_group(obj: dict[str, Any]) -> None:
     event("refused" if errors else "valid")
     if rbg is None or errors:
         return
-    # Valid: every object builds.
-    for role in rbg.spec.roles:
-        assert build_role_objects(rbg, role)
-    assert discovery_configmap(rbg)["data"]
+    # Valid: every object builds, in the group's namespace whatever the spec names (nothing a user
+    # writes sends the orchestrator to another namespace).
+    built = [obj for role in rbg.spec.roles for obj in build_role_objects(rbg, role)]
+    built.append(discovery_configmap(rbg))
+    assert {o["metadata"]["namespace"] for o in built} == {obj["metadata"]["namespace"]}
 
 
 @SETTINGS
