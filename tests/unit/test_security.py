@@ -15,7 +15,7 @@ MAY_TOUCH_SECRETS = {"rbg_flows/cli/webhook_certs.py"}
 
 def test_the_orchestrator_never_asks_for_a_secret() -> None:
     """No code the worker, watcher or CLI run names the Secrets API: no Secret value can reach a workflow
-    history, a log line or an Event through the orchestrator (the spec carries secretKeyRefs, never values)."""
+    history, a log line or an Event through the orchestrator (a spec carries secretKeyRefs, not values)."""
     offenders = []
     for path in sorted((ROOT / "rbg_flows").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
