@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STATE  ?= .rbg
 
-.PHONY: install sim-build helm-build sim dev down test unit lint bench-sim bench-deploy bench-upgrade bench-scale bench-placement bench-failover clean
+.PHONY: install sim-build helm-build sim dev down test chaos unit lint bench-sim bench-deploy bench-upgrade bench-scale bench-placement bench-failover bench-chaos clean
 
 install: $(VENV)/.installed
 
@@ -52,7 +52,13 @@ down:
 
 test: lint sim-build helm-build  ## lint and import contracts, then every test: unit, workflow, replay, integration
 	$(BIN)/pytest -n 2 tests/unit tests/workflows tests/replay
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration tests/chaos
+
+# Every chaos scenario, RBG_CHAOS_RUNS times each (make test runs the short form: one run of the
+# scenarios the integration tests do not cover already). bench/chaos.py prints the table.
+RBG_CHAOS_RUNS ?= 5
+chaos: sim-build  ## kill -9 of the worker and the watcher, Temporal paused, mid-operation: nothing lost or twice
+	RBG_CHAOS_RUNS=$(RBG_CHAOS_RUNS) RBG_CHAOS_SCENARIOS=all $(BIN)/pytest tests/chaos
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -80,6 +86,9 @@ bench-placement: install  ## placement quality and decision time (pure: no clust
 
 bench-failover: sim-build  ## pod failure -> group Ready again, and coordinated scale 0 -> (30, 10)
 	$(BIN)/python bench/failover.py
+
+bench-chaos: sim-build  ## the chaos table: 50 runs of each scenario (--quick: 5)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(STATE) bench/results

@@ -35,7 +35,8 @@ COMPONENTS = (
     "sim serve",
     "temporal server",
 )
-BenchMain = Callable[[Any, Path, Runtime], Coroutine[Any, Any, dict[str, Any]]]
+# A result is a JSON value: an object of figures, or (chaos) a list of rows.
+BenchMain = Callable[[Any, Path, Runtime], Coroutine[Any, Any, Any]]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -96,7 +97,7 @@ def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     return {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
+def write_result(name: str, result: Any) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True))
@@ -116,7 +117,11 @@ async def orchestrated(
 
 @contextlib.asynccontextmanager
 async def orchestrated_processes(
-    base: Path, runtime: Runtime, *sim_args: str, audit_log: Path | None = None
+    base: Path,
+    runtime: Runtime | None,
+    *sim_args: str,
+    audit_log: Path | None = None,
+    worker_args: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[KubeClient, Any, Orchestrator]]:
     """`orchestrated`, also yielding the worker and watcher processes (their pids, for CPU and memory)."""
     proc, kubeconfig = launch_sim(base / "sim", *sim_args, log_level="warning", audit_log=audit_log)
@@ -127,7 +132,9 @@ async def orchestrated_processes(
         async with await KubeClient.from_kubeconfig(kubeconfig, agent=BENCH_AGENT) as kube:
             await install_crds(kube, conversion_client_config=launched_webhook(base / "sim"))
             address = str(env.client.service_client.config.target_host)
-            orch = Orchestrator(address, kubeconfig, "bench", base, ["bench-*"]).start()
+            orch = Orchestrator(
+                address, kubeconfig, "bench", base, ["bench-*"], worker_args=list(worker_args)
+            ).start()
             yield kube, env, orch
     finally:
         if orch:
