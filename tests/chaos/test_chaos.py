@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from bench._common import orchestrated_processes
-from bench.chaos import SCENARIOS, run_all
+from bench.chaos import SCENARIOS, Cluster, chaos_cluster, run_all
 from rbg_flows.sim.build import ensure_binaries
 
 pytestmark = [pytest.mark.sim, pytest.mark.chaos]
@@ -27,26 +25,19 @@ ASKED = list(SCENARIOS) if _ASKED == "all" else [s for s in _ASKED.split(",") if
 
 
 @pytest.fixture(scope="module")
-async def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Any, Any]]:
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     """A sim, a Temporal dev server and the real worker and watcher of their own: these tests kill them."""
     ensure_binaries(with_lws=False)
-    base = tmp_path_factory.mktemp("chaos")
-    sim_args = ("--no-lws", "--nodes=16", "--ready-delay=1.0")
     # A shorter heartbeat timeout than the default 15 s: a killed worker's activities are retried sooner.
-    async with orchestrated_processes(base, None, *sim_args, worker_args=("--heartbeat-timeout=5",)) as (
-        kube,
-        _env,
-        orch,
-    ):
-        yield kube, orch
+    async with chaos_cluster(tmp_path_factory.mktemp("chaos"), None, ("--heartbeat-timeout=5",)) as c:
+        yield c
 
 
 @pytest.mark.parametrize("scenario", ASKED)
 async def test_the_scenario_converges_with_nothing_lost_or_done_twice(
-    chaos_cluster: tuple[Any, Any], scenario: str
+    cluster: Cluster, scenario: str
 ) -> None:
-    kube, orch = chaos_cluster
-    (row,) = await run_all(kube, orch, [scenario], RUNS, seed=7)
+    (row,) = await run_all(cluster, [scenario], RUNS, seed=7)
     print(row)
     assert row["converged"] == row["runs"] == RUNS, row
     assert row["duplicates"] == 0, row
