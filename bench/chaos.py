@@ -496,7 +496,7 @@ SCENARIOS = (
 )
 # Seconds within which a kill lands: about the operation's own duration on the sim (pods Ready 1 s after
 # they start), so the kill falls anywhere from its first step to its last.
-WINDOWS = {"deploy": 3.0, "upgrade": 6.0, "scale": 3.0, "failover": 3.0}
+WINDOWS = {"deploy": 3.0, "upgrade": 6.0, "scale": 2.0, "failover": 1.2}
 
 
 async def run_scenario(cluster: Cluster, scenario: str, rng: random.Random) -> Outcome:

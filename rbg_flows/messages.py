@@ -762,6 +762,7 @@ class SetState(BaseModel):
     dirty: bool = True  # something changed since the last reconcile
     deleted: bool = False
     problem: str = ""  # the invalid spec or name conflict last reported (its Warning is posted once)
+    reconciled: int = 0  # the generation the last reconcile started from
 
 
 class SetInput(BaseModel):

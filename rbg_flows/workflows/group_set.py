@@ -42,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
 
 # A reconcile without any signal: what a watcher that was away missed is caught up within this.
 RESYNC = timedelta(minutes=5)
+# How long a change of one group's readiness waits for the others of its burst before the set reconciles.
+CHILD_DEBOUNCE = timedelta(seconds=2)
 # Not-ready groups a condition message names (the rest are counted).
 NAMED = 3
 
@@ -124,9 +126,15 @@ class RoleBasedGroupSetWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(SetInput(key=self.key, state=self.state))
+            if self.state.dirty and self.state.generation == self.state.reconciled:
+                # Only its groups changed (their readiness): the rest of a burst (a scale's new groups
+                # turning Ready one by one) comes within moments, and one reconcile answers them all.
+                await workflow.sleep(CHILD_DEBOUNCE)
             self.state.dirty = False
             if self.state.uid:
+                generation = self.state.generation
                 await self._reconcile(SetRef(key=self.key, uid=self.state.uid))
+                self.state.reconciled = generation
 
     async def _settings(self) -> None:
         self._timeouts = await workflow.execute_local_activity(

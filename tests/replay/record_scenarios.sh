@@ -6,7 +6,7 @@
 # Starts Temporal, the sim, the worker and the watcher (`rbg-flows dev up`), drives every operation kind
 # through the Kubernetes API and the controls (deploy, scale, drift repair, a coordinated upgrade paused
 # and resumed, a rollback, an abort, LeaderWorkerSet roles, a dependency chain, an engine runtime profile
-# change, a coordinated scale, a failover, a scaling adapter), records each workflow's
+# change, a coordinated scale, a failover, a scaling adapter, a group set), records each workflow's
 # history into tests/replay/histories/, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,6 +77,19 @@ k apply -f examples/scaling-adapter.yaml >/dev/null && ready pd-autoscaled
 sleep 2
 k scale rbgsa pd-autoscaled-decode --replicas=2 >/dev/null
 sleep 3 && settled pd-autoscaled
+
+# A RoleBasedGroupSet scaled 2 -> 3 and its template changed: its groups created, then updated one at a time.
+k apply -f examples/group-set.yaml >/dev/null
+for _ in $(seq 600); do [ "$(k get rbgs pd-fleet -o jsonpath='{.status.readyReplicas}')" = "2" ] && break; sleep 0.2; done
+k scale rbgs pd-fleet --replicas=3 >/dev/null
+for _ in $(seq 600); do [ "$(k get rbgs pd-fleet -o jsonpath='{.status.readyReplicas}')" = "3" ] && break; sleep 0.2; done
+k patch rbgs pd-fleet --type=json \
+  -p '[{"op":"replace","path":"/spec/groupTemplate/spec/roles/0/standalonePattern/template/spec/containers/0/image","value":"lmsysorg/sglang:v0.5.5"}]' >/dev/null
+for _ in $(seq 900); do
+  [ "$(k get rbgs pd-fleet -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')" = "AllGroupsReady" ] \
+    && [ "$(k get rbgs pd-fleet -o jsonpath='{.status.observedGeneration}')" = "$(k get rbgs pd-fleet -o jsonpath='{.metadata.generation}')" ] && break
+  sleep 0.2
+done
 
 rm -f tests/replay/histories/*.json
 ids=$("$BIN/temporal" workflow list --address "$RBG_TEMPORAL_ADDRESS" -o json | "$BIN/python" -c \

@@ -17,7 +17,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_recorded_histories() -> None:
     kinds = {p.name.split("__")[0] for p in HISTORIES}
-    assert {"Deploy", "RoleBasedGroup", "Upgrade"} <= kinds, f"recorded: {sorted(kinds)}"
+    assert {"Deploy", "RoleBasedGroup", "Upgrade", "RoleBasedGroupSet"} <= kinds, f"recorded: {sorted(kinds)}"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
