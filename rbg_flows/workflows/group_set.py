@@ -159,6 +159,11 @@ class RoleBasedGroupSetWorkflow:
         for n, child in enumerate(stale, 1):
             if self._interrupted(view.generation):
                 return
+            if workflow.info().is_continue_as_new_suggested():
+                # A long rollout (hundreds of groups): the run continues as new and the next reconcile goes
+                # on from the first group not yet built from the template.
+                self.state.dirty = True
+                return
             progress = f"{n}/{len(stale)}"
             updated = await workflow.execute_activity(
                 act.update_set_child,
