@@ -453,11 +453,14 @@ async def api_faults(cluster: Cluster, rng: random.Random) -> Outcome:
         "rolebasedgroups/status",
         "pods",
     )
+    # What a real API server can answer: 409 only to writes, 429 and 500 to anything.
     rules = [
         FaultRule(verb=verb, resource=resource, namespace=ns, fraction=0.1 / 3, action=action)
         for verb in ("get", "create", "patch", "list")
         for resource in resources
-        for action in ("conflict", "throttle", "error")
+        for action in (
+            ("conflict", "throttle", "error") if verb in ("create", "patch") else ("throttle", "error")
+        )
     ]
     rules += [
         FaultRule(verb="*", resource=r, namespace=ns, fraction=0.02, action="hang", hang_seconds=2)

@@ -68,6 +68,24 @@ def login(kubeconfig: str | None) -> kopf.ConnectionInfo:
     return connection_info(load_config(kubeconfig))
 
 
+def get_group(kubeconfig: str | None, namespace: str, name: str) -> dict[str, Any] | None:
+    """One RoleBasedGroup (stored version), or None when it is gone. Blocking: call it in a thread."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    with client.ApiClient(load_config(kubeconfig)) as api:
+        custom: Any = client.CustomObjectsApi(api)
+        try:
+            obj: dict[str, Any] = custom.get_namespaced_custom_object(
+                RBG[0], RBG[1], namespace, RBG[2], name, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return obj
+
+
 def list_groups(kubeconfig: str | None, namespaces: list[str] | None) -> list[ExistingGroup]:
     """Every RoleBasedGroup, cluster-wide (`namespaces` None) or in these namespaces. Blocking: call it in
     a thread. Raises on any failure, so a partial list is never taken for the truth."""

@@ -1,8 +1,12 @@
-"""Resync: tell running entity workflows whose RoleBasedGroup is gone that it is.
+"""Resync: tell running entity workflows whose RoleBasedGroup is gone that it is, and signal the groups
+that have no entity.
 
 A deletion that happens while the watcher is down is never delivered as an event, so on start (and
-periodically) the watcher compares the running entities with the groups that exist. The comparison is
-pure (`stale_entities`); the I/O around it is a visibility query, one list call and signals.
+periodically) the watcher compares the running entities with the groups that exist. The same comparison
+finds a group no entity serves: its first event was missed (kopf's watch stream of a namespace that failed
+its first listing is only started again at the namespace's next change), and it is signalled as the watch
+event would have been. The comparisons are pure (`stale_entities`, `unserved_groups`); the I/O around
+them is a visibility query, one list call, a read of each unserved group and signals.
 """
 
 from __future__ import annotations
@@ -54,6 +58,19 @@ def stale_entities(running: Iterable[RunningEntity], existing: Iterable[Existing
         for e in sorted(running, key=lambda e: e.workflow_id)
         if uids.get((e.namespace, e.name)) != e.uid
     ]
+
+
+def unserved_groups(
+    running: Iterable[RunningEntity], existing: Iterable[ExistingGroup]
+) -> list[ExistingGroup]:
+    """The groups no running entity serves (none for the name, or one for an earlier object of it). A
+    group created since the entities were read, or an entity not yet visible, lands here too: signalling
+    it again is harmless (an entity ignores a generation it has seen)."""
+    served = {(e.namespace, e.name, e.uid) for e in running}
+    return sorted(
+        (g for g in existing if (g.namespace, g.name, g.uid) not in served),
+        key=lambda g: (g.namespace, g.name),
+    )
 
 
 def literal_namespaces(patterns: list[str]) -> list[str] | None:
@@ -114,6 +131,11 @@ async def running_entities(
 
 ListGroups = Callable[[list[str] | None], list[ExistingGroup]]
 SignalDeleted = Callable[[str, str], Awaitable[None]]
+SignalUnserved = Callable[[ExistingGroup], Awaitable[None]]
+
+
+async def _nothing(_: ExistingGroup) -> None:
+    return None
 
 
 async def resync_once(
@@ -123,18 +145,20 @@ async def resync_once(
     list_groups: ListGroups,
     signal_deleted: SignalDeleted,
     cluster: str = "",
+    signal_unserved: SignalUnserved = _nothing,
 ) -> list[Deletion]:
     # Entities first, groups second: an entity is only started after its group exists, so a group
     # created between the two reads is in the second one and its new entity is not taken for stale.
     running = await running_entities(client, task_queue, patterns, cluster)
-    if not running:
-        return []
     groups = await asyncio.to_thread(list_groups, literal_namespaces(patterns))
     existing = [g for g in groups if namespace_selected(g.namespace, patterns)]
     deletions = stale_entities(running, existing)
     for d in deletions:
         log.info("resync: group gone, ending its entity", workflow_id=d.workflow_id, uid=d.uid)
         await signal_deleted(d.workflow_id, d.uid)
+    for g in unserved_groups(running, existing):
+        log.info("resync: a group no entity serves, signalling it", namespace=g.namespace, name=g.name)
+        await signal_unserved(g)
     return deletions
 
 
@@ -147,13 +171,16 @@ async def resync_forever(
     every_seconds: float,
     retry_seconds: float = 10.0,
     cluster: str = "",
+    signal_unserved: SignalUnserved = _nothing,
 ) -> None:
     """Resync now, then every `every_seconds` (0: only now); a failed round (API server or Temporal
     unreachable, the CRD not served) is logged and retried sooner, and never signals anything from a
     partial view."""
     while True:
         try:
-            await resync_once(client, task_queue, patterns, list_groups, signal_deleted, cluster)
+            await resync_once(
+                client, task_queue, patterns, list_groups, signal_deleted, cluster, signal_unserved
+            )
             if every_seconds <= 0:
                 return
             delay = every_seconds

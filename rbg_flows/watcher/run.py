@@ -80,7 +80,7 @@ async def serve(opts: WatcherOptions, runtime: Runtime) -> None:
     from rbg_flows.messages import check_cluster_id, task_queue_for
     from rbg_flows.watcher import cluster
     from rbg_flows.watcher.handlers import build_registry
-    from rbg_flows.watcher.resync import resync_forever
+    from rbg_flows.watcher.resync import ExistingGroup, resync_forever
     from rbg_flows.watcher.signaller import Signaller
 
     cluster_id = check_cluster_id(opts.cluster_id) if opts.cluster_id else ""
@@ -102,6 +102,12 @@ async def serve(opts: WatcherOptions, runtime: Runtime) -> None:
 
     WATCHER_RUNNING.set(1)
 
+    async def unserved(group: ExistingGroup) -> None:
+        # Read afresh: the listing had its identity only, and the group may have changed or gone since.
+        body = await asyncio.to_thread(cluster.get_group, opts.kubeconfig, group.namespace, group.name)
+        if body is not None and body["metadata"]["uid"] == group.uid:
+            await signaller.spec(body)
+
     async def operate(stop_flag: asyncio.Event) -> None:
         log.info(
             "watcher running", namespaces=opts.namespaces or "all", task_queue=task_queue, cluster=cluster_id
@@ -117,6 +123,7 @@ async def serve(opts: WatcherOptions, runtime: Runtime) -> None:
                 signaller.deleted_by_id,
                 opts.resync_seconds,
                 cluster=cluster_id,
+                signal_unserved=unserved,
             ),
             name="resync",
         )

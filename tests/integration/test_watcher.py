@@ -236,3 +236,44 @@ async def test_a_group_created_again_while_the_watcher_was_down_is_not_taken_for
     assert rbg["status"]["observedGeneration"] == 1
     desc = await temporal_env.client.get_workflow_handle(entity_id(cluster_id, ns, "web")).describe()
     assert desc.status == WorkflowExecutionStatus.RUNNING
+
+
+@pytest.mark.fault_proxy
+async def test_a_group_whose_watch_event_is_missed_is_deployed_by_the_resync(
+    sim: SimCluster,
+    fault_proxy: str,
+    kube: KubeClient,
+    temporal_address: str,
+    crds: list[str],
+    iso_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The first listings of the namespace's groups fail (a 409 the real API server would not send, which
+    kopf does not retry: its stream of that namespace stays down until the namespace changes). The group
+    created then is seen by no watch event; the resync finds it unserved and signals it."""
+    from rbg_flows.sim.faultproxy import FaultProxyControl, FaultRule
+
+    ns = iso_namespace
+    control = FaultProxyControl(fault_proxy)
+    await control.set_rules(
+        [
+            FaultRule(
+                verb="list",
+                resource="rolebasedgroups",
+                namespace=ns,
+                fraction=1.0,
+                action="conflict",
+                count=2,
+            )
+        ]
+    )
+    orch = Orchestrator(
+        temporal_address, sim.kubeconfig, f"missed-{ns}", tmp_path, [ns], watcher_args=["--resync-every=3"]
+    ).start()
+    try:
+        await create_rbg(kube, ns, small_group())
+        await wait_ready(kube, ns, "web", generation=1, timeout=60)
+        assert sum((await control.stats())["injected"].values()) >= 1
+    finally:
+        await control.clear()
+        orch.stop()

@@ -11,6 +11,7 @@ from rbg_flows.watcher.resync import (
     literal_namespaces,
     namespace_selected,
     stale_entities,
+    unserved_groups,
     visibility_query,
 )
 
@@ -80,3 +81,17 @@ def test_the_authorization_header_is_split_into_scheme_and_token() -> None:
     assert _split_authorization("Bearer abc") == ("Bearer", "abc")
     assert _split_authorization("abc") == (None, "abc")
     assert _split_authorization(None) == (None, None)
+
+
+def test_a_group_no_entity_serves_is_signalled() -> None:
+    running = [entity("a", "served", "u1"), entity("a", "recreated", "old")]
+    existing = [
+        ExistingGroup("a", "served", "u1"),
+        ExistingGroup("a", "recreated", "new"),
+        ExistingGroup("b", "missed", "u3"),
+    ]
+    assert unserved_groups(running, existing) == [
+        ExistingGroup("a", "recreated", "new"),
+        ExistingGroup("b", "missed", "u3"),
+    ]
+    assert unserved_groups(running, existing[:1]) == []
