@@ -213,13 +213,7 @@ async def kill_worker_during(
             await kube.create(groups_path(ns), body)
         elif kind == "upgrade":
             image = NEW
-            patch = [
-                {
-                    "op": "replace",
-                    "path": "/spec/roleTemplates/0/template/spec/containers/0/image",
-                    "value": NEW,
-                }
-            ]
+            patch = upgrade_patch()
             generation = (await kube.patch(f"{groups_path(ns)}/{name}", patch, content_type=JSON_PATCH))[
                 "metadata"
             ]["generation"]
@@ -313,32 +307,16 @@ def temporal_pid(address: str) -> int:
 
 async def pause_temporal(kube: KubeClient, orch: Orchestrator, rng: random.Random, window: float) -> Outcome:
     """An upgrade, the Temporal server stopped for 5 s at a random instant of it, then resumed."""
-    ns = await new_namespace(kube, "bench-chaos")
-    name = "chaos"
-    async with audited(kube, ns) as audit:
-        await kube.create(groups_path(ns), example("coordinated-upgrade.yaml", name))
-        total = 9
-        if not await settled(kube, ns, name, 1, pods_are(audit, total, OLD)):
-            return Outcome(False, audit.duplicates(), 0, CONVERGE_TIMEOUT)
-        before = audit.incarnations()
-        patch = [
-            {"op": "replace", "path": "/spec/roleTemplates/0/template/spec/containers/0/image", "value": NEW}
-        ]
-        obj = await kube.patch(f"{groups_path(ns)}/{name}", patch, content_type=JSON_PATCH)
+
+    async def disturb() -> float:
         await asyncio.sleep(rng.uniform(0, window))
         pid = temporal_pid(orch.temporal_address)
         os.kill(pid, signal.SIGSTOP)
         await asyncio.sleep(5)
         os.kill(pid, signal.SIGCONT)
-        resumed = time.monotonic()
-        converged = await settled(
-            kube, ns, name, int(obj["metadata"]["generation"]), pods_are(audit, total, NEW)
-        )
-        recovery = time.monotonic() - resumed
-        await asyncio.sleep(1.0)
-        result = Outcome(converged, audit.duplicates(), max(audit.churn(before) - 1, 0), recovery)
-    await kube.delete(f"/api/v1/namespaces/{ns}")
-    return result
+        return time.monotonic()
+
+    return await upgrade_under(kube, await new_namespace(kube, "bench-chaos"), disturb)
 
 
 @dataclass

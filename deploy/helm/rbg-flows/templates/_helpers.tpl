@@ -88,10 +88,10 @@ helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" 
 
 {{/* The watcher's namespaced rights (deploy/base/rbac/watcher.yaml). */}}
 {{- define "rbg-flows.watcherRules" -}}
-# kopf's watch of the groups, and the resync's list.
+# kopf's watch of the groups, the resync's list, and its read of a group no entity serves.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # A set's changes start or signal its workflow.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroupsets"]
